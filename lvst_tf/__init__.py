@@ -1,0 +1,15 @@
+"""lvst_tf: Real-time Localized Photorealistic Video Style Transfer (Xia et al., WACV 2021) in TF2/Keras 3.
+
+Submodules (import the one you need; nothing heavy is imported here):
+  lvst_tf.ops        bilateral-grid ops: slice/apply, soft grid mask, grid blending, keyframe interpolation
+  lvst_tf.models     the network of supplement Table 1 as Keras layers, and `build_model`
+  lvst_tf.inference  `VideoStylizer`: streaming localized video stylization with grid sub-sampling
+  lvst_tf.data       DAVIS / TFDS / video-folder sources and the tf.data training pipeline
+  lvst_tf.losses     the paper's losses
+  lvst_tf.training   the gin-configurable training loop (`train`)
+  lvst_tf.export     SavedModel wrappers with explicit signatures
+  lvst_tf.metrics    warping error, masked colour statistics, leakage, gradient SSIM, Reinhard baseline
+  lvst_tf.video_io   streaming video / frame-folder reading and atomic writing
+"""
+
+__version__ = "0.1.0"
