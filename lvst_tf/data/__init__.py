@@ -1,0 +1,50 @@
+"""Training data (METHOD §7-8): clip sources, the tf.data pipeline, mask noise, styles, flow.
+
+Sources: `DavisFolder`, `TfdsDavis`, `VideoFolder` (each iterable over `Sequence(name, frames,
+instances)`). Pipeline: `make_train_dataset`. Shipped sample media: `samples_root()`.
+See docs/data.md.
+"""
+
+from lvst_tf.data.flow import clip_flow, compute_flow, flow_with_validity
+from lvst_tf.data.mask_noise import MaskNoise
+from lvst_tf.data.pipeline import ClipSampler, dataset_from_sampler, make_train_dataset
+from lvst_tf.data.samples import sample_davis_dir, sample_style_paths, samples_root
+from lvst_tf.data.sources import (
+    DAVIS_DIR_ENV,
+    ClipSource,
+    DavisFolder,
+    Sequence,
+    TfdsDavis,
+    VideoFolder,
+)
+from lvst_tf.data.styles import (
+    ImageFolderStyles,
+    SequenceFrameStyles,
+    StyleSource,
+    TfdsImageStyles,
+    make_style_source,
+)
+
+__all__ = [
+    "DAVIS_DIR_ENV",
+    "ClipSampler",
+    "ClipSource",
+    "DavisFolder",
+    "ImageFolderStyles",
+    "MaskNoise",
+    "Sequence",
+    "SequenceFrameStyles",
+    "StyleSource",
+    "TfdsDavis",
+    "TfdsImageStyles",
+    "VideoFolder",
+    "clip_flow",
+    "compute_flow",
+    "dataset_from_sampler",
+    "flow_with_validity",
+    "make_style_source",
+    "make_train_dataset",
+    "sample_davis_dir",
+    "sample_style_paths",
+    "samples_root",
+]

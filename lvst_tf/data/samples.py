@@ -1,0 +1,22 @@
+"""The real sample media shipped with the project (see samples/README.md)."""
+
+from __future__ import annotations
+
+import pathlib
+
+from lvst_tf.data import image_io
+
+
+def samples_root() -> pathlib.Path:
+    """The repository's `samples/` folder (`davis/`, `styles/`, `videos/`)."""
+    return pathlib.Path(__file__).resolve().parents[2] / "samples"
+
+
+def sample_davis_dir() -> pathlib.Path:
+    """`samples/davis`: a DAVIS-layout folder with splits `train` and `val`."""
+    return samples_root() / "davis"
+
+
+def sample_style_paths() -> list[pathlib.Path]:
+    """The style photographs of `samples/styles/`, sorted by name."""
+    return image_io.list_images(samples_root() / "styles")

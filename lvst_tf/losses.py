@@ -1,0 +1,433 @@
+"""The training losses of METHOD §7: content, localized style, bilateral-grid Laplacian, temporal, mask.
+
+Every loss is a small pure function of tensors that returns a float32 scalar; `compute_losses` (gin name
+`compute_losses`) assembles them for one training batch with the weights of METHOD §7 and returns the
+weighted total plus every unweighted term, so the trainer can log each one separately.
+
+Reductions (the paper does not state them; each is a gin choice, see docs/training.md):
+- content: mean over every element of the squared relu4_1 difference (JBL's MSE).
+- style: per layer, the squared L2 distance of the per-channel means plus that of the stds, divided by the
+  number of channels (`style_channel_reduction="mean"`, AdaIN's reference MSE) or not (`"sum"`); summed
+  over relu1_1..relu4_1; averaged over the (batch, frame, region) triples whose clean region covers at
+  least `min_region_fraction` of the crop (an absent region has no statistics to match).
+- Laplacian: per grid axis (x, y, depth) the mean over cells and coefficients of the squared forward
+  difference between neighbours, summed over the three axes (`laplacian_reduction="mean"`); this is the
+  six-connected sum per cell divided by 2 * cells * coefficients, up to the grid boundary. `"sum"` sums
+  instead (JBL's literal form, about 10^5 times larger on a 16x16x8x12 grid).
+- temporal: mean over pixels and channels of the visibility-weighted L1 (Lai et al. 2018 divide by the
+  pixel count, not by the weight sum).
+- mask: mean binary cross-entropy over pixels.
+"""
+
+import tensorflow as tf
+
+import gin
+
+_EPS = 1e-5  # Inside the sqrt of masked variances, like the model's ST-AdaIN (METHOD §3).
+_BCE_EPS = 1e-6
+
+TERMS = ("content", "style", "laplacian", "temporal", "mask")
+
+
+def _f32(x):
+    return tf.cast(tf.convert_to_tensor(x), tf.float32)
+
+
+def _check_rank(x, rank, name, form):
+    if x.shape.rank is not None and x.shape.rank != rank:
+        raise ValueError(f"`{name}` must be {form} (rank {rank}), got shape {x.shape}.")
+
+
+def region_masks_from_objects(object_masks):
+    """Appends the background region to object masks (DESIGN.md: background = 1 - max of the objects).
+
+    Args:
+      object_masks: `[..., K-1]` float32 in [0, 1].
+
+    Returns:
+      `[..., K]`: the objects, then the background `1 - max_k m_k` last.
+    """
+    object_masks = _f32(object_masks)
+    if object_masks.shape.rank is not None and object_masks.shape.rank < 1:
+        raise ValueError("`object_masks` must be [..., K-1], got a scalar.")
+    background = 1.0 - tf.reduce_max(object_masks, axis=-1, keepdims=True)
+    return tf.concat([object_masks, background], axis=-1)
+
+
+def content_loss(output_features, content_features):
+    """Content loss (METHOD §7): mean squared error of VGG relu4_1 features.
+
+    Args:
+      output_features: `[N, h, w, C]` features of the output.
+      content_features: `[N, h, w, C]` features of the content frames.
+
+    Returns:
+      float32 scalar, the mean over every element of the squared difference.
+    """
+    output_features = _f32(output_features)
+    content_features = _f32(content_features)
+    if output_features.shape.is_fully_defined() and content_features.shape.is_fully_defined():
+        if output_features.shape != content_features.shape:
+            raise ValueError(
+                "`output_features` and `content_features` must have the same [N, h, w, C] shape, "
+                f"got {output_features.shape} and {content_features.shape}."
+            )
+    return tf.reduce_mean(tf.square(output_features - content_features))
+
+
+def mean_std(features, eps=_EPS):
+    """Per-channel mean and std over the whole image.
+
+    Args:
+      features: `[N, h, w, C]`.
+
+    Returns:
+      `(mean, std)`, each `[N, C]`; std = sqrt(var + eps).
+    """
+    features = _f32(features)
+    _check_rank(features, 4, "features", "[N, h, w, C]")
+    mean, var = tf.nn.moments(features, axes=[1, 2])
+    return mean, tf.sqrt(var + eps)
+
+
+def resize_masks_area(masks, size):
+    """Area-resizes masks to a feature resolution (the fraction of each feature cell that is inside).
+
+    Args:
+      masks: `[N, H, W, K]` in [0, 1].
+      size: `(h, w)`.
+
+    Returns:
+      `[N, h, w, K]`.
+    """
+    masks = _f32(masks)
+    _check_rank(masks, 4, "masks", "[N, H, W, K]")
+    if isinstance(size, tuple) and tuple(masks.shape[1:3]) == size:
+        return masks
+    return tf.image.resize(masks, size, method="area")
+
+
+def masked_mean_std(features, masks, eps=_EPS):
+    """Per-region, per-channel statistics of features over soft masks (METHOD §7, localized style).
+
+    The masks are area-resized to the feature resolution; pixels with mask 0 do not contribute.
+
+    Args:
+      features: `[N, h, w, C]`.
+      masks: `[N, H, W, K]` in [0, 1], any resolution.
+      eps: added to the variance inside the sqrt, and bounds the mask area from below.
+
+    Returns:
+      `(mean, std)`, each `[N, K, C]`. A region with zero area gets mean 0 and std sqrt(eps).
+    """
+    features = _f32(features)
+    _check_rank(features, 4, "features", "[N, h, w, C]")
+    masks = _f32(masks)
+    _check_rank(masks, 4, "masks", "[N, H, W, K]")
+    static = tuple(features.shape[1:3])
+    masks = resize_masks_area(masks, tf.shape(features)[1:3] if None in static else static)
+    area = tf.reduce_sum(masks, axis=[1, 2])[..., None]  # [N, K, 1]
+    area = tf.maximum(area, eps)
+    mean = tf.einsum("nhwk,nhwc->nkc", masks, features) / area
+    # E[x^2] - E[x]^2 avoids an [N, h, w, K, C] tensor; clamped at 0 against rounding.
+    second = tf.einsum("nhwk,nhwc->nkc", masks, tf.square(features)) / area
+    var = tf.maximum(second - tf.square(mean), 0.0)
+    return mean, tf.sqrt(var + eps)
+
+
+def localized_style_loss(
+    output_features,
+    region_masks,
+    style_means,
+    style_stds,
+    channel_reduction="mean",
+    min_region_fraction=0.01,
+):
+    """Localized style loss (METHOD §7): per-region masked statistics vs each region's style.
+
+    Args:
+      output_features: list of L tensors `[N, h_i, w_i, C_i]` (VGG relu1_1..relu4_1 of the output).
+      region_masks: `[N, H, W, K]` clean region masks in [0, 1] (objects then background), any
+        resolution; area-resized to each layer.
+      style_means: list of L tensors `[N, K, C_i]`, the style image of region k's channel means.
+      style_stds: list of L tensors `[N, K, C_i]`.
+      channel_reduction: "mean" (squared L2 / C_i) or "sum" (squared L2).
+      min_region_fraction: a (sample, region) pair counts only if its region covers at least this
+        fraction of the image; the loss averages over counted pairs (0 if none).
+
+    Returns:
+      float32 scalar.
+    """
+    if channel_reduction not in ("mean", "sum"):
+        raise ValueError(f'`channel_reduction` must be "mean" or "sum", got {channel_reduction!r}.')
+    if not (len(output_features) == len(style_means) == len(style_stds)) or not output_features:
+        raise ValueError(
+            "`output_features`, `style_means` and `style_stds` must be non-empty lists of the same "
+            f"length, got {len(output_features)}, {len(style_means)}, {len(style_stds)}."
+        )
+    region_masks = _f32(region_masks)
+    _check_rank(region_masks, 4, "region_masks", "[N, H, W, K]")
+    reduce = tf.reduce_mean if channel_reduction == "mean" else tf.reduce_sum
+    per_pair = 0.0
+    for features, s_mean, s_std in zip(output_features, style_means, style_stds):
+        o_mean, o_std = masked_mean_std(features, region_masks)
+        per_pair += reduce(tf.square(o_mean - _f32(s_mean)), axis=-1) + reduce(
+            tf.square(o_std - _f32(s_std)), axis=-1
+        )  # [N, K]
+    fraction = tf.reduce_mean(region_masks, axis=[1, 2])  # [N, K]
+    valid = tf.cast(fraction >= min_region_fraction, tf.float32)
+    return tf.reduce_sum(valid * per_pair) / tf.maximum(tf.reduce_sum(valid), 1.0)
+
+
+def bilateral_laplacian_loss(grids, reduction="mean"):
+    """Six-connected Laplacian smoothness of bilateral grids (METHOD §7, JBL's grid regulariser).
+
+    Args:
+      grids: `[..., GH, GW, GD, C]` (e.g. region grids `[B, T, K, GH, GW, GD, 12]`).
+      reduction: "mean": per axis, mean over all neighbour pairs and coefficients of the squared
+        difference, summed over the three axes; "sum": the plain sum of squared differences over every
+        six-connected neighbour pair (each pair once).
+
+    Returns:
+      float32 scalar; 0 for a grid constant along x, y and depth (e.g. the identity grid).
+    """
+    if reduction not in ("mean", "sum"):
+        raise ValueError(f'`reduction` must be "mean" or "sum", got {reduction!r}.')
+    grids = _f32(grids)
+    if grids.shape.rank is not None and grids.shape.rank < 4:
+        raise ValueError(f"`grids` must be [..., GH, GW, GD, C] (rank >= 4), got {grids.shape}.")
+    reduce = tf.reduce_mean if reduction == "mean" else tf.reduce_sum
+    total = 0.0
+    for axis in (-4, -3, -2):  # y, x, depth
+        n = tf.shape(grids)[axis]
+        upper = tf.gather(grids, tf.range(1, n), axis=axis)
+        lower = tf.gather(grids, tf.range(0, n - 1), axis=axis)
+        total += reduce(tf.square(upper - lower))
+    return total
+
+
+def visibility_weight(frames_t, warped_prev_frames, alpha=50.0):
+    """Lai et al. (2018) visibility weight exp(-alpha * ||I_t - warp(I_{t-1})||^2), squared L2 over RGB.
+
+    Args:
+      frames_t, warped_prev_frames: `[N, H, W, 3]` in [0, 1].
+
+    Returns:
+      `[N, H, W, 1]` in (0, 1].
+    """
+    diff = _f32(frames_t) - _f32(warped_prev_frames)
+    return tf.exp(-alpha * tf.reduce_sum(tf.square(diff), axis=-1, keepdims=True))
+
+
+def _flatten_pairs(video):
+    """`[B, T, H, W, C]` -> (frames 1..T-1, frames 0..T-2), each `[B*(T-1), H, W, C]`."""
+    shape = tf.shape(video)
+    tail = tf.concat([[-1], shape[2:]], axis=0)
+    current = tf.reshape(video[:, 1:], tail)
+    previous = tf.reshape(video[:, :-1], tail)
+    return current, previous
+
+
+def temporal_loss(output, frames, flow, flow_valid=None, alpha=50.0, warp_fn=None):
+    """Flow-warped temporal loss (METHOD §7, Lai et al. 2018).
+
+    mean over pixels and channels of `V * flow_valid * |O_t - warp(O_{t-1}, flow[t-1])|` with the
+    visibility weight `V = exp(-alpha * ||I_t - warp(I_{t-1}, flow[t-1])||^2)` (no gradient).
+
+    Args:
+      output: `[B, T, H, W, 3]` stylized frames (not clipped).
+      frames: `[B, T, H, W, 3]` input frames in [0, 1].
+      flow: `[B, T-1, H, W, 2]`; `flow[:, i]` is the backward flow of frame i+1 (DESIGN.md), so
+        `warp(frame_i, flow[:, i]) ~ frame_{i+1}`.
+      flow_valid: optional `[B, T-1, H, W]` in {0, 1}; None means everywhere valid.
+      alpha: visibility sharpness (50 for images in [0, 1]).
+      warp_fn: `(image [N,H,W,C], flow [N,H,W,2]) -> [N,H,W,C]`; default `lvst_tf.ops.warp`.
+
+    Returns:
+      float32 scalar; 0 for a static scene (zero flow) whose output equals its input.
+    """
+    output, frames, flow = _f32(output), _f32(frames), _f32(flow)
+    _check_rank(output, 5, "output", "[B, T, H, W, 3]")
+    _check_rank(frames, 5, "frames", "[B, T, H, W, 3]")
+    _check_rank(flow, 5, "flow", "[B, T-1, H, W, 2]")
+    if warp_fn is None:
+        from lvst_tf import ops  # noqa: PLC0415  (ops is heavy; import on first use)
+
+        warp_fn = ops.warp
+    flow_flat = tf.reshape(flow, tf.concat([[-1], tf.shape(flow)[2:]], axis=0))
+    out_t, out_prev = _flatten_pairs(output)
+    in_t, in_prev = _flatten_pairs(frames)
+    weight = tf.stop_gradient(visibility_weight(in_t, warp_fn(in_prev, flow_flat), alpha))
+    if flow_valid is not None:
+        flow_valid = _f32(flow_valid)
+        _check_rank(flow_valid, 4, "flow_valid", "[B, T-1, H, W]")
+        weight *= tf.reshape(flow_valid, tf.concat([[-1], tf.shape(flow_valid)[2:], [1]], 0))
+    return tf.reduce_mean(weight * tf.abs(out_t - warp_fn(out_prev, flow_flat)))
+
+
+def frame_difference_loss(output, frames):
+    """Flow-free temporal loss (METHOD §7 option): mean |(O_t - O_{t-1}) - (I_t - I_{t-1})|.
+
+    Args:
+      output, frames: `[B, T, H, W, 3]`.
+
+    Returns:
+      float32 scalar; 0 whenever the output changes exactly like the input (e.g. output = input + c).
+    """
+    output, frames = _f32(output), _f32(frames)
+    _check_rank(output, 5, "output", "[B, T, H, W, 3]")
+    _check_rank(frames, 5, "frames", "[B, T, H, W, 3]")
+    d_out = output[:, 1:] - output[:, :-1]
+    d_in = frames[:, 1:] - frames[:, :-1]
+    return tf.reduce_mean(tf.abs(d_out - d_in))
+
+
+def mask_loss(enhanced_masks, clean_masks):
+    """Mask loss (METHOD §7): binary cross-entropy of the enhanced masks against the clean masks.
+
+    Args:
+      enhanced_masks: `[B, T, l, l, K-1]` in (0, 1) (MaskNet output at the low resolution).
+      clean_masks: `[B, T, S, S, K-1]` in [0, 1]; area-resized to l when S != l.
+
+    Returns:
+      float32 scalar, the mean BCE (predictions clipped to [1e-6, 1 - 1e-6]).
+    """
+    pred, target = _f32(enhanced_masks), _f32(clean_masks)
+    _check_rank(pred, 5, "enhanced_masks", "[B, T, l, l, K-1]")
+    _check_rank(target, 5, "clean_masks", "[B, T, S, S, K-1]")
+    if pred.shape[-1] is not None and target.shape[-1] is not None:
+        if pred.shape[-1] != target.shape[-1]:
+            raise ValueError(
+                f"`enhanced_masks` and `clean_masks` must have the same K-1, got {pred.shape} "
+                f"and {target.shape}."
+            )
+    if tuple(pred.shape[2:4]) != tuple(target.shape[2:4]) or None in pred.shape[2:4]:
+        shape = tf.shape(target)
+        flat = tf.reshape(target, tf.concat([[-1], shape[2:]], 0))
+        flat = tf.image.resize(flat, tf.shape(pred)[2:4], method="area")
+        target = tf.reshape(flat, tf.concat([shape[:2], tf.shape(flat)[1:]], 0))
+    pred = tf.clip_by_value(pred, _BCE_EPS, 1.0 - _BCE_EPS)
+    bce = -(target * tf.math.log(pred) + (1.0 - target) * tf.math.log(1.0 - pred))
+    return tf.reduce_mean(bce)
+
+
+def _merge_bt(x):
+    shape = tf.shape(x)
+    return tf.reshape(x, tf.concat([[-1], shape[2:]], axis=0))
+
+
+@gin.configurable("compute_losses", denylist=["model", "batch", "outputs"])
+def compute_losses(
+    model,
+    batch,
+    outputs,
+    content_weight=0.5,
+    style_weight=1.0,
+    laplacian_weight=0.15,
+    temporal_weight=10.0,
+    mask_weight=1.0,
+    temporal_mode="flow",
+    temporal_alpha=50.0,
+    style_channel_reduction="mean",
+    laplacian_reduction="mean",
+    min_region_fraction=0.01,
+):
+    """All training losses for one batch (METHOD §7). Terms with weight 0 are not computed.
+
+    Args:
+      model: the `LocalizedStyleModel` (its frozen `encoder` gives the VGG features).
+      batch: the training batch (DESIGN.md, `make_train_dataset`): `frames [B,T,S,S,3]`,
+        `clean_masks [B,T,S,S,K-1]`, `styles [B,K,S,S,3]`, `flow [B,T-1,S,S,2]`,
+        `flow_valid [B,T-1,S,S]` (flow only for `temporal_mode="flow"`).
+      outputs: the model's training outputs: `output [B,T,S,S,3]`, `enhanced_masks [B,T,l,l,K-1]`,
+        `region_grids [B,T,K,GH,GW,GD,12]`.
+      content_weight, style_weight, laplacian_weight, temporal_weight, mask_weight: METHOD §7
+        weights (0.5, 1, 0.15, 10, 1).
+      temporal_mode: "flow" (warped L1 with visibility weight), "frame_difference" (flow-free), or
+        "none".
+      temporal_alpha: visibility sharpness of the flow mode.
+      style_channel_reduction: "mean" or "sum", see `localized_style_loss`.
+      laplacian_reduction: "mean" or "sum", see `bilateral_laplacian_loss`.
+      min_region_fraction: see `localized_style_loss`.
+
+    Returns:
+      `(total, terms)`: the weighted sum (float32 scalar) and a dict of the unweighted terms that were
+      computed (keys from `TERMS`).
+    """
+    if temporal_mode not in ("flow", "frame_difference", "none"):
+        raise ValueError(
+            f'`temporal_mode` must be "flow", "frame_difference" or "none", got {temporal_mode!r}.'
+        )
+    weights = {
+        "content": content_weight,
+        "style": style_weight,
+        "laplacian": laplacian_weight,
+        "temporal": 0.0 if temporal_mode == "none" else temporal_weight,
+        "mask": mask_weight,
+    }
+    for name, value in weights.items():
+        if value < 0:
+            raise ValueError(f"`{name}_weight` must be >= 0, got {value}.")
+    frames = _f32(batch["frames"])
+    output = _f32(outputs["output"])
+    terms = {}
+
+    if weights["content"] > 0 or weights["style"] > 0:
+        out_feats = model.encoder(_merge_bt(output))
+        if weights["content"] > 0:
+            content_feats = model.encoder(_merge_bt(frames))
+            terms["content"] = content_loss(
+                out_feats[-1], tf.stop_gradient(_f32(content_feats[-1]))
+            )
+        if weights["style"] > 0:
+            styles = _f32(batch["styles"])
+            num_frames = tf.shape(frames)[1]
+            style_feats = model.encoder(_merge_bt(styles))  # [B*K, ...]
+            s_means, s_stds = [], []
+            for feats in style_feats:
+                mean, std = mean_std(tf.stop_gradient(feats))
+                channels = tf.shape(mean)[-1]
+                # [B*K, C] -> [B, K, C] -> one copy per frame -> [B*T, K, C]
+                mean = tf.reshape(mean, [tf.shape(styles)[0], tf.shape(styles)[1], channels])
+                std = tf.reshape(std, [tf.shape(styles)[0], tf.shape(styles)[1], channels])
+                s_means.append(_merge_bt(tf.repeat(mean[:, None], num_frames, axis=1)))
+                s_stds.append(_merge_bt(tf.repeat(std[:, None], num_frames, axis=1)))
+            regions = region_masks_from_objects(_merge_bt(_f32(batch["clean_masks"])))
+            terms["style"] = localized_style_loss(
+                out_feats,
+                regions,
+                s_means,
+                s_stds,
+                channel_reduction=style_channel_reduction,
+                min_region_fraction=min_region_fraction,
+            )
+    if weights["laplacian"] > 0:
+        terms["laplacian"] = bilateral_laplacian_loss(
+            outputs["region_grids"], reduction=laplacian_reduction
+        )
+    if weights["temporal"] > 0:
+        if temporal_mode == "flow":
+            if "flow" not in batch:
+                raise ValueError(
+                    'compute_losses.temporal_mode="flow" needs `flow` in the batch: build the '
+                    'dataset with with_flow=True or use temporal_mode="frame_difference".'
+                )
+            terms["temporal"] = temporal_loss(
+                output, frames, batch["flow"], batch.get("flow_valid"), alpha=temporal_alpha
+            )
+        else:
+            terms["temporal"] = frame_difference_loss(output, frames)
+    if weights["mask"] > 0:
+        terms["mask"] = mask_loss(outputs["enhanced_masks"], batch["clean_masks"])
+    if not terms:
+        raise ValueError("compute_losses: every loss weight is 0, nothing to train.")
+    total = tf.add_n([weights[name] * value for name, value in terms.items()])
+    return total, terms
+
+
+def loss_needs_flow():
+    """Whether the currently bound `compute_losses` configuration uses optical flow (for the data)."""
+    bindings = gin.get_bindings("compute_losses")
+    mode = bindings.get("temporal_mode", "flow")
+    weight = bindings.get("temporal_weight", 10.0)
+    return mode == "flow" and weight > 0

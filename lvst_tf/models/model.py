@@ -1,0 +1,536 @@
+"""The assembled localized style model (METHOD sections 2-3) and its gin factory `build_model`.
+
+Data flow of one frame (METHOD section 2): the frame and its K - 1 object masks are resized to the
+low resolution l x l; MaskNet enhances each object mask; the background region is 1 - max_k of the
+enhanced masks; VGG features of the frame are computed once; the splatting blocks and the grid head run
+once per region (the K regions batched as B * K, weights shared across regions), each with its region
+mask and its style's statistics; the K grids are blended with soft grid masks built from the low-res
+guide; the full-resolution frame is rendered with the full-resolution guide and bilateral slicing.
+"""
+
+import os
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+import gin
+from lvst_tf import ops
+from lvst_tf.models import _common
+from lvst_tf.models.encoder import TAP_CHANNELS, VGGEncoder
+from lvst_tf.models.grid_head import GridHead
+from lvst_tf.models.guide import Guide
+from lvst_tf.models.mask_net import MaskNet
+from lvst_tf.models.splatting import SplattingBlock
+
+BLOCK_FILTERS = (8, 16, 32)
+NUM_ST_ADAIN = 2 * len(BLOCK_FILTERS)
+GRID_CELL = 16  # low-res pixels per grid cell: grid = low_res // 16
+SOFT_MASK_MODES = ("normalized", "paper")
+
+
+def st_adain_channels():
+    """Channels C_i of ST-AdaIN layer i = 0..5: layer 2b is in block b, layer 2b + 1 on its VGG path."""
+    channels = []
+    for b, filters in enumerate(BLOCK_FILTERS):
+        channels += [filters, TAP_CHANNELS[b + 1]]
+    return tuple(channels)
+
+
+def _as_image(x, name):
+    """uint8 -> float32 / 255; other dtypes cast to float32 (nothing clipped)."""
+    x = tf.convert_to_tensor(x)
+    if x.dtype == tf.uint8:
+        return tf.cast(x, tf.float32) / 255.0
+    if x.dtype == tf.bool:
+        return tf.cast(x, tf.float32)
+    if not x.dtype.is_floating and not x.dtype.is_integer:
+        raise ValueError(f"`{name}` must be a float or uint8 tensor, got dtype {x.dtype.name}.")
+    return tf.cast(x, tf.float32)
+
+
+def _check_rank(x, rank, name, form):
+    if x.shape.rank is None or x.shape.rank != rank:
+        raise ValueError(f"`{name}` must be {form}, got shape {x.shape}.")
+
+
+def _resize(x, size):
+    """Resizes `[N, H, W, C]` to `size` (python ints): area when shrinking both axes (exact block means
+    for integer factors), antialiased bilinear otherwise (enlarging, or mixed)."""
+    h, w = x.shape[1], x.shape[2]
+    if h is not None and w is not None:
+        if (h, w) == tuple(size):
+            return x
+        method = "area" if h >= size[0] and w >= size[1] else "bilinear"
+        return tf.image.resize(x, size, method=method, antialias=True)
+    shape = tf.shape(x)
+    shrink = tf.logical_and(shape[1] >= size[0], shape[2] >= size[1])
+    return tf.cond(
+        shrink,
+        lambda: tf.image.resize(x, size, method="area"),
+        lambda: tf.image.resize(x, size, method="bilinear", antialias=True),
+    )
+
+
+@keras.saving.register_keras_serializable(package="lvst_tf")
+class LocalizedStyleModel(keras.Model):
+    """The network of supplement Table 1 with K-region composition (METHOD sections 2-3).
+
+    Members: `encoder` (frozen VGGEncoder), `mask_net`, `guide`, `blocks` (3 SplattingBlocks),
+    `head` (GridHead), `low_res`, `grid_shape` = (GH, GW, GD).
+
+    Methods (B batch, T frames, K regions, l = low_res; see docs/models.md):
+      call(inputs) training-time clip pass -> dict output, enhanced_masks, region_masks,
+        region_grids, grids, grid_masks.
+      encode_styles(styles) -> dict mean_i, std_i `[B, K, C_i]`, i = 0..5.
+      predict_grids(frames, masks, style_stats, state=None, soft_mask_mode=...) -> dict of grids
+        and the next ST-AdaIN state `state_0..state_5`.
+      render(grids, frames) -> `[B, H, W, 3]`.
+      set_identity_head(): Gamma = exact identity (zero kernel), so outputs equal inputs.
+
+    Use `build_model` to construct it; the constructor arguments are those of `build_model`.
+    """
+
+    def __init__(
+        self,
+        vgg_weights="imagenet",
+        low_res=256,
+        grid_depth=8,
+        hidden_activation=None,
+        share_middle_conv=False,
+        l1_stride=2,
+        temporal_blend=True,
+        alpha_init=0.5,
+        adain_epsilon=1e-5,
+        identity_init=True,
+        guide_dtype="float32",
+        soft_mask_mode="normalized",
+        seed=0,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        low_res = _common.check_positive_int(low_res, "low_res")
+        if low_res % GRID_CELL:
+            raise ValueError(f"`low_res` must be a positive multiple of 16, got {low_res!r}.")
+        if l1_stride not in (1, 2) or isinstance(l1_stride, bool):
+            raise ValueError(f"`l1_stride` must be 1 or 2, got {l1_stride!r}.")
+        if soft_mask_mode not in SOFT_MASK_MODES:
+            raise ValueError(
+                f"`soft_mask_mode` must be one of {SOFT_MASK_MODES}, got {soft_mask_mode!r}."
+            )
+        seed = _common.check_int(seed, "seed")
+        if vgg_weights is not None and not isinstance(vgg_weights, (str, os.PathLike)):
+            raise ValueError(
+                "`vgg_weights` must be 'imagenet', a path to a VGG-19 .h5 weights file, or None, "
+                f"got {vgg_weights!r}."
+            )
+        self.low_res = low_res
+        self.grid_depth = _common.check_positive_int(grid_depth, "grid_depth")
+        self.l1_stride = int(l1_stride)
+        # With stride-2 L1 the grid is low_res / 16; with stride 1 it is low_res / 8.
+        grid_hw = low_res // (8 * self.l1_stride)
+        self.grid_shape = (grid_hw, grid_hw, self.grid_depth)
+        self.soft_mask_mode = soft_mask_mode
+        self._config = {
+            "vgg_weights": None if vgg_weights is None else os.fspath(vgg_weights),
+            "low_res": low_res,
+            "grid_depth": self.grid_depth,
+            "hidden_activation": _common.check_activation(hidden_activation, "hidden_activation"),
+            "share_middle_conv": _common.check_bool(share_middle_conv, "share_middle_conv"),
+            "l1_stride": self.l1_stride,
+            "temporal_blend": _common.check_bool(temporal_blend, "temporal_blend"),
+            "alpha_init": alpha_init,
+            "adain_epsilon": adain_epsilon,
+            "identity_init": _common.check_bool(identity_init, "identity_init"),
+            "guide_dtype": _common.check_dtype(guide_dtype, "guide_dtype"),
+            "soft_mask_mode": soft_mask_mode,
+            "seed": seed,
+        }
+        c = self._config
+        self.mask_net = MaskNet(c["hidden_activation"], seed=seed + 100, name="mask_net")
+        self.guide = Guide(c["hidden_activation"], guide_dtype, seed=seed + 200, name="guide")
+        # One attribute per block (not a list): tf.train.Checkpoint tracks named attributes.
+        in_channels = TAP_CHANNELS[0]
+        for b, filters in enumerate(BLOCK_FILTERS):
+            setattr(
+                self,
+                f"splatting_{b + 1}",
+                SplattingBlock(
+                    filters,
+                    in_channels,
+                    TAP_CHANNELS[b + 1],
+                    share_middle=c["share_middle_conv"],
+                    temporal=c["temporal_blend"],
+                    alpha_init=alpha_init,
+                    epsilon=adain_epsilon,
+                    seed=seed + 300 + 10 * b,
+                    name=f"splatting_{b + 1}",
+                ),
+            )
+            in_channels = filters
+        self.head = GridHead(
+            self.grid_depth,
+            in_channels=in_channels,
+            l1_stride=self.l1_stride,
+            identity_init=c["identity_init"],
+            seed=seed + 400,
+            name="grid_head",
+        )
+        # The encoder last: a bad `vgg_weights` fails after the cheap checks above, before any data.
+        self.encoder = VGGEncoder(vgg_weights, seed=seed, name="vgg_encoder")
+        self.built = True
+
+    # ------------------------------------------------------------------ helpers
+    @property
+    def blocks(self):
+        """The three splatting blocks, in order."""
+        return tuple(getattr(self, f"splatting_{b + 1}") for b in range(len(BLOCK_FILTERS)))
+
+    @property
+    def st_adain_channels(self):
+        return st_adain_channels()
+
+    def st_adain_sizes(self):
+        """Spatial size (h = w) of ST-AdaIN layer i's feature at the low resolution."""
+        return tuple(self.low_res // 2 ** (i // 2 + 1) for i in range(NUM_ST_ADAIN))
+
+    def set_identity_head(self):
+        """Makes the grid head output exactly the identity transform (zero Gamma kernel).
+
+        Then every grid is the identity and `render`/`call` return their input frames (tests, and a
+        well-defined untrained starting point).
+        """
+        self.head.set_identity()
+
+    def _low(self, x):
+        return _resize(x, (self.low_res, self.low_res))
+
+    # ------------------------------------------------------------------ styles
+    def encode_styles(self, styles):
+        """Statistics of the K style images at every ST-AdaIN layer (the whole style path).
+
+        Args:
+          styles: `[K, h, w, 3]` or `[B, K, h, w, 3]` (any size, resized to low_res x low_res), float
+            in [0, 1] or uint8; or a python list of K `[h_k, w_k, 3]` images of different sizes.
+
+        Returns:
+          dict `mean_i`, `std_i` (i = 0..5), each `[B, K, C_i]` float32 (B = 1 for the unbatched
+          forms), C = (8, 128, 16, 256, 32, 512). Statistics of different styles may be blended
+          linearly (style transitions, METHOD section 3).
+        """
+        if isinstance(styles, (list, tuple)):
+            if not styles:
+                raise ValueError("`styles` must hold at least one image, got an empty list.")
+            images = []
+            for k, image in enumerate(styles):
+                image = _as_image(image, f"styles[{k}]")
+                _check_rank(image, 3, f"styles[{k}]", "[h, w, 3]")
+                if image.shape[-1] != 3:
+                    raise ValueError(f"`styles[{k}]` must be [h, w, 3], got shape {image.shape}.")
+                images.append(self._low(image[None])[0])
+            styles = tf.stack(images)[None]
+        styles = _as_image(styles, "styles")
+        if styles.shape.rank == 4:
+            styles = styles[None]
+        _check_rank(styles, 5, "styles", "[K, h, w, 3] or [B, K, h, w, 3]")
+        if styles.shape[-1] is not None and styles.shape[-1] != 3:
+            raise ValueError(f"`styles` must have 3 channels, got shape {styles.shape}.")
+        shape = tf.shape(styles)
+        flat = tf.reshape(styles, tf.concat([[-1], shape[2:]], axis=0))
+        flat = tf.ensure_shape(flat, [None, *styles.shape[2:4], 3])
+        feats = self.encoder(self._low(flat))
+        s = feats[0]
+        stats = {}
+        for b, block in enumerate(self.blocks):
+            last = b == len(self.blocks) - 1  # the last style output feeds nothing: skip it
+            s, moments = block.style_path(s, feats[b + 1], compute_output=not last)
+            for j, (mean, std) in enumerate(moments):
+                i = 2 * b + j
+                stats[f"mean_{i}"] = tf.reshape(mean, [shape[0], shape[1], -1])
+                stats[f"std_{i}"] = tf.reshape(std, [shape[0], shape[1], -1])
+        return stats
+
+    # ------------------------------------------------------------------ keyframes
+    def _check_style_stats(self, style_stats):
+        if not isinstance(style_stats, dict):
+            raise ValueError(
+                "`style_stats` must be the dict returned by encode_styles (keys mean_0..5, std_0..5)."
+            )
+        channels = st_adain_channels()
+        for i in range(NUM_ST_ADAIN):
+            for key in (f"mean_{i}", f"std_{i}"):
+                if key not in style_stats:
+                    raise ValueError(f"`style_stats` lacks key {key!r} (use encode_styles).")
+                value = tf.convert_to_tensor(style_stats[key])
+                if value.shape.rank != 3 or value.shape[-1] not in (None, channels[i]):
+                    raise ValueError(
+                        f"`style_stats[{key!r}]` must be [B, K, {channels[i]}], got {value.shape}."
+                    )
+
+    def predict_grids(
+        self, frames, masks, style_stats, state=None, soft_mask_mode=None, training=False
+    ):
+        """Grids for one keyframe (METHOD section 2 steps 1-5), with explicit ST-AdaIN state.
+
+        Args:
+          frames: `[B, H, W, 3]` float in [0, 1] or uint8, any H, W (resized to low_res inside).
+          masks: `[B, H, W, K-1]` object masks in [0, 1] (uint8 0/255 and bool accepted), same H, W.
+          style_stats: dict from `encode_styles`, `[B, K, C_i]` (B may be 1 for any frame batch).
+          state: None (first frame of a clip) or the `state_0..state_5` of the previous keyframe
+            (extra keys ignored); tensors with zero elements also mean "first frame".
+          soft_mask_mode: "normalized" / "paper"; None = the model's default.
+          training: unused (no dropout or normalisation layers); kept for the Keras convention.
+
+        Returns:
+          dict: `grids [B, GH, GW, GD, 12]` (blended), `region_grids [B, K, GH, GW, GD, 12]`,
+          `grid_masks [B, K, GH, GW, GD]`, `enhanced_masks [B, l, l, K-1]`, `region_masks [B, l, l, K]`,
+          `guide_low [B, l, l]`, and `state_i [B, K, h_i, h_i, C_i]` (i = 0..5).
+        """
+        del training
+        mode = self.soft_mask_mode if soft_mask_mode is None else soft_mask_mode
+        if mode not in SOFT_MASK_MODES:
+            raise ValueError(f"`soft_mask_mode` must be one of {SOFT_MASK_MODES}, got {mode!r}.")
+        frames = _as_image(frames, "frames")
+        masks = _as_image(masks, "masks")
+        if masks.shape.rank == 3:
+            masks = masks[..., None]  # one object: [B, H, W] -> [B, H, W, 1]
+        _check_rank(frames, 4, "frames", "[B, H, W, 3]")
+        _check_rank(masks, 4, "masks", "[B, H, W, K-1]")
+        if frames.shape[-1] is not None and frames.shape[-1] != 3:
+            raise ValueError(f"`frames` must be [B, H, W, 3], got shape {frames.shape}.")
+        for axis, what in ((0, "batch"), (1, "height"), (2, "width")):
+            a, b = frames.shape[axis], masks.shape[axis]
+            if a is not None and b is not None and a != b:
+                raise ValueError(
+                    f"`frames` {frames.shape} and `masks` {masks.shape} differ in {what}."
+                )
+        self._check_style_stats(style_stats)
+        num_objects = masks.shape[-1]
+        num_regions_static = None if num_objects is None else num_objects + 1
+        style_k = tf.convert_to_tensor(style_stats["mean_0"]).shape[1]
+        if num_regions_static is not None and style_k is not None and style_k != num_regions_static:
+            raise ValueError(
+                f"`masks` gives {num_objects} object(s), so K = {num_regions_static} regions need "
+                f"{num_regions_static} styles (last = background), but `style_stats` has K = {style_k}."
+            )
+        low = self.low_res
+        batch = tf.shape(frames)[0]
+        num_regions = tf.shape(masks)[-1] + 1
+        checks = [
+            tf.debugging.assert_equal(
+                tf.shape(frames)[:3], tf.shape(masks)[:3], message="frames/masks B, H, W differ"
+            ),
+            tf.debugging.assert_equal(
+                tf.shape(style_stats["mean_0"])[1],
+                num_regions,
+                message="masks give K-1 objects: style_stats must have K styles",
+            ),
+        ]
+        with tf.control_dependencies(checks):
+            frames_low = self._low(frames)
+        masks_low = tf.clip_by_value(self._low(masks), 0.0, 1.0)
+
+        # Mask enhancement, each object separately: [B * (K-1), low, low, 4] -> [B, low, low, K-1].
+        objects = tf.reshape(tf.transpose(masks_low, [0, 3, 1, 2]), [-1, low, low, 1])
+        rgb = tf.repeat(frames_low, num_regions - 1, axis=0)
+        enhanced = self.mask_net(tf.concat([rgb, objects], axis=-1))
+        enhanced = tf.transpose(tf.reshape(enhanced, [batch, -1, low, low]), [0, 2, 3, 1])
+        enhanced = tf.ensure_shape(enhanced, [frames.shape[0], low, low, num_objects])
+        background = 1.0 - tf.reduce_max(enhanced, axis=-1, keepdims=True)
+        region_masks = tf.concat([enhanced, background], axis=-1)  # [B, low, low, K]
+        region_flat = tf.reshape(tf.transpose(region_masks, [0, 3, 1, 2]), [-1, low, low])
+
+        # Content features once per frame, then the K regions batched as B * K (b-major).
+        feats = self.encoder(frames_low)
+        feats = [tf.repeat(f, num_regions, axis=0) for f in feats]
+
+        def flat_stats(key):
+            value = tf.convert_to_tensor(style_stats[key], tf.float32)
+            value = tf.broadcast_to(value, tf.stack([batch, num_regions, tf.shape(value)[2]]))
+            return tf.reshape(value, [-1, value.shape[-1] or tf.shape(value)[-1]])
+
+        prev = self._flat_state(state)
+        new_state = {}
+        c = feats[0]
+        for b, block in enumerate(self.blocks):
+            i0, i1 = 2 * b, 2 * b + 1
+            stats = [
+                (flat_stats(f"mean_{i0}"), flat_stats(f"std_{i0}")),
+                (flat_stats(f"mean_{i1}"), flat_stats(f"std_{i1}")),
+            ]
+            c, (y0, y1) = block.content_path(
+                c, feats[b + 1], region_flat, stats, (prev[i0], prev[i1])
+            )
+            for i, y in ((i0, y0), (i1, y1)):
+                new_state[f"state_{i}"] = tf.reshape(
+                    y, tf.concat([[batch, num_regions], tf.shape(y)[1:]], axis=0)
+                )
+        gh, gw, gd = self.grid_shape
+        region_grids = self.head(c)  # [B * K, GH, GW, GD, 12]
+        region_grids = tf.reshape(region_grids, [batch, -1, gh, gw, gd, 12])
+
+        guide_low = self.guide(frames_low)  # [B, low, low]
+        guide_rep = tf.repeat(guide_low, num_regions, axis=0)
+        grid_masks = ops.soft_grid_mask(guide_rep, region_flat, self.grid_shape, mode=mode)
+        grid_masks = tf.reshape(grid_masks, [batch, -1, gh, gw, gd])
+        grids = ops.blend_grids(region_grids, grid_masks)
+        out = {
+            "grids": grids,
+            "region_grids": region_grids,
+            "grid_masks": grid_masks,
+            "enhanced_masks": enhanced,
+            "region_masks": region_masks,
+            "guide_low": guide_low,
+        }
+        out.update(new_state)
+        return out
+
+    def _flat_state(self, state):
+        """State dict `state_i [B, K, h, w, C]` -> list of `[B * K, h, w, C]` (None = first frame)."""
+        if state is None:
+            return [None] * NUM_ST_ADAIN
+        if not isinstance(state, dict):
+            raise ValueError(
+                "`state` must be None or the dict of state_0..state_5 from predict_grids."
+            )
+        flat = []
+        channels = st_adain_channels()
+        for i in range(NUM_ST_ADAIN):
+            key = f"state_{i}"
+            if key not in state:
+                raise ValueError(f"`state` lacks key {key!r}; pass None for the first frame.")
+            if state[key] is None:
+                raise ValueError(f"`state[{key!r}]` is None; pass state=None for the first frame.")
+            value = tf.convert_to_tensor(state[key], tf.float32)
+            if value.shape.rank != 5 or value.shape[-1] not in (None, channels[i]):
+                raise ValueError(
+                    f"`state[{key!r}]` must be [B, K, h, w, {channels[i]}], got {value.shape}."
+                )
+            if value.shape.num_elements() == 0:
+                flat.append(None)
+                continue
+            shape = tf.shape(value)
+            flat.append(tf.reshape(value, tf.concat([[-1], shape[2:]], axis=0)))
+        return flat
+
+    # ------------------------------------------------------------------ rendering
+    def render(self, grids, frames):
+        """Full-resolution render (METHOD section 2 step 6): guide at full res + slice/apply.
+
+        Args:
+          grids: `[B, GH, GW, GD, 12]` float32.
+          frames: `[B, H, W, 3]` float in [0, 1] or uint8, any H, W.
+
+        Returns:
+          `[B, H, W, 3]` float32, not clipped.
+        """
+        frames = _as_image(frames, "frames")
+        _check_rank(frames, 4, "frames", "[B, H, W, 3]")
+        grids = tf.convert_to_tensor(grids, tf.float32)
+        _check_rank(grids, 5, "grids", "[B, GH, GW, GD, 12]")
+        return ops.bilateral_slice_apply(grids, self.guide(frames), frames)
+
+    # ------------------------------------------------------------------ training call
+    def call(self, inputs, training=None):
+        """Training-time pass over a clip; ST-AdaIN state flows from frame t - 1 to t.
+
+        Args:
+          inputs: dict `frames [B, T, h, w, 3]` in [0, 1], `masks [B, T, h, w, K-1]` (noisy) in [0, 1],
+            `styles [B, K, hs, ws, 3]` in [0, 1]. T must be static.
+
+        Returns:
+          dict `output [B, T, h, w, 3]` (not clipped), `enhanced_masks [B, T, l, l, K-1]`,
+          `region_masks [B, T, l, l, K]`, `region_grids [B, T, K, GH, GW, GD, 12]`,
+          `grids [B, T, GH, GW, GD, 12]`, `grid_masks [B, T, K, GH, GW, GD]`.
+        """
+        if not isinstance(inputs, dict) or not {"frames", "masks", "styles"} <= set(inputs):
+            raise ValueError("`inputs` must be a dict with keys 'frames', 'masks' and 'styles'.")
+        frames = _as_image(inputs["frames"], "frames")
+        masks = _as_image(inputs["masks"], "masks")
+        _check_rank(frames, 5, "inputs['frames']", "[B, T, h, w, 3]")
+        _check_rank(masks, 5, "inputs['masks']", "[B, T, h, w, K-1]")
+        num_frames = frames.shape[1]
+        if num_frames is None:
+            raise ValueError("`inputs['frames']` needs a static number of frames T.")
+        if masks.shape[1] is not None and masks.shape[1] != num_frames:
+            raise ValueError(f"`frames` has T = {num_frames} but `masks` has T = {masks.shape[1]}.")
+        style_stats = self.encode_styles(inputs["styles"])
+        state = None
+        keys = ("output", "enhanced_masks", "region_masks", "region_grids", "grids", "grid_masks")
+        steps = {k: [] for k in keys}
+        for t in range(num_frames):
+            pred = self.predict_grids(frames[:, t], masks[:, t], style_stats, state)
+            state = {f"state_{i}": pred[f"state_{i}"] for i in range(NUM_ST_ADAIN)}
+            steps["output"].append(self.render(pred["grids"], frames[:, t]))
+            for k in keys[1:]:
+                steps[k].append(pred[k])
+        return {k: tf.stack(v, axis=1) for k, v in steps.items()}
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(self._config)
+        return config
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)
+
+
+@gin.configurable
+def build_model(
+    vgg_weights="imagenet",
+    low_res=256,
+    grid_depth=8,
+    hidden_activation=None,
+    share_middle_conv=False,
+    l1_stride=2,
+    temporal_blend=True,
+    alpha_init=0.5,
+    adain_epsilon=1e-5,
+    identity_init=True,
+    guide_dtype="float32",
+    soft_mask_mode="normalized",
+    seed=0,
+):
+    """Builds the localized style model (gin name `build_model`); see docs/models.md.
+
+    Args:
+      vgg_weights: "imagenet" (Keras cache or download; fails at once offline), a path to a VGG-19
+        .h5 weights file (Keras 3 `.weights.h5` or legacy keras.applications h5), or None (seeded
+        random weights, logged as a warning).
+      low_res: side of the square low-res stream (256); a multiple of 16; grid = low_res // 16.
+      grid_depth: GD, depth cells of the bilateral grid (8); Gamma has 12 * GD channels.
+      hidden_activation: activation of M1, M2, G1 (None = table's "act -") [decision].
+      share_middle_conv: share S_b2 between content and style paths (False) [decision].
+      l1_stride: stride of L1 (2) [decision].
+      temporal_blend: ST-AdaIN temporal blend on (True) [decision].
+      alpha_init: initial blend weight alpha = sigmoid(a) (0.5) [decision].
+      adain_epsilon: ST-AdaIN epsilon inside the square root (1e-5).
+      identity_init: Gamma starts near identity (True) [decision].
+      guide_dtype: compute dtype of the guide convolutions, "float32" (default) or "bfloat16".
+      soft_mask_mode: default soft grid mask mode, "normalized" [decision] or "paper".
+      seed: int, seed of every initialiser (and of the random VGG when vgg_weights is None).
+
+    Returns:
+      A built `LocalizedStyleModel`.
+    """
+    return LocalizedStyleModel(
+        vgg_weights=vgg_weights,
+        low_res=low_res,
+        grid_depth=grid_depth,
+        hidden_activation=hidden_activation,
+        share_middle_conv=share_middle_conv,
+        l1_stride=l1_stride,
+        temporal_blend=temporal_blend,
+        alpha_init=alpha_init,
+        adain_epsilon=adain_epsilon,
+        identity_init=identity_init,
+        guide_dtype=guide_dtype,
+        soft_mask_mode=soft_mask_mode,
+        seed=seed,
+    )
+
+
+def count_trainable_params(model):
+    """Number of trainable scalars of a model (VGG excluded, since it is frozen)."""
+    return int(sum(np.prod(v.shape) for v in model.trainable_weights))

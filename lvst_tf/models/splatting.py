@@ -1,0 +1,143 @@
+"""Splatting blocks 1-3 (supplement Table 1 with METHOD section 3's reading).
+
+Block b takes the content/style features (c, s) of the previous scale and the VGG features (vc, vs) at
+its own output scale:
+  a_c = S_b1(c), a_s = S_b1(s)                 S_b1: 3x3 stride 2, relu, shared by both paths [paper]
+  a_c' = ST-AdaIN(a_c; a_s)                    (in-block ST-AdaIN layer)
+  b_c = S_b2c(a_c'), b_s = S_b2s(a_s)          S_b2: 3x3 stride 1, relu, one per path [decision]
+  t = ST-AdaIN(vc; vs)                         (VGG-path ST-AdaIN layer)
+  c_out = S_b3(concat(b_c, t)), s_out = S_b3(concat(b_s, vs))   S_b3: 3x3, relu, shared [paper]
+The style path never depends on the content, so the style side is run once per style image and
+represented only by the statistics of a_s and vs (what the two ST-AdaIN layers consume).
+"""
+
+import keras
+import tensorflow as tf
+
+from lvst_tf.models import _common
+from lvst_tf.models.st_adain import STAdaIN, feature_moments
+
+
+@keras.saving.register_keras_serializable(package="lvst_tf")
+class SplattingBlock(keras.layers.Layer):
+    """One splatting block with its two ST-AdaIN layers.
+
+    Args:
+      filters: output channels of all three convolutions (8, 16, 32 for blocks 1-3).
+      in_channels: channels of (c, s) (64 = relu1_1 for block 1, else the previous block's filters).
+      vgg_channels: channels of (vc, vs) (128, 256, 512 = relu2_1, relu3_1, relu4_1).
+      share_middle: share S_b2 between the content and style paths (decision: False, per-path).
+      temporal: temporal blend in both ST-AdaIN layers (decision: True).
+      alpha_init: initial temporal blend weight of both ST-AdaIN layers.
+      epsilon: ST-AdaIN epsilon (inside the square root).
+      seed: int, seed of the kernel initialisers.
+
+    Calls:
+      style_path(s, vs, compute_output=True) -> (s_out, [(mean, std) of a_s, (mean, std) of vs]),
+        statistics `[N, C]`.
+      content_path(c, vc, mask, style_stats, states) -> (c_out, [state_a, state_v]); mask `[N, h, w]`
+        at any resolution; states: [y~ of a_c', y~ of t] of the previous frame or [None, None].
+      call(c, s, vc, vs, mask) -> (c_out, s_out): both paths for one frame without temporal state.
+    """
+
+    def __init__(
+        self,
+        filters,
+        in_channels,
+        vgg_channels,
+        share_middle=False,
+        temporal=True,
+        alpha_init=0.5,
+        epsilon=1e-5,
+        seed=0,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        self.filters = _common.check_positive_int(filters, "filters")
+        self.in_channels = _common.check_positive_int(in_channels, "in_channels")
+        self.vgg_channels = _common.check_positive_int(vgg_channels, "vgg_channels")
+        self.share_middle = _common.check_bool(share_middle, "share_middle")
+        self.seed = _common.check_int(seed, "seed")
+        f = self.filters
+        self.s1 = _common.conv(f, 3, "s1", seed=self.seed, strides=2, activation="relu")
+        self.s2_content = _common.conv(f, 3, "s2_content", seed=self.seed + 1, activation="relu")
+        self.s2_style = (
+            self.s2_content
+            if self.share_middle
+            else _common.conv(f, 3, "s2_style", seed=self.seed + 2, activation="relu")
+        )
+        self.s3 = _common.conv(f, 3, "s3", seed=self.seed + 3, activation="relu")
+        self.adain_block = STAdaIN(temporal, alpha_init, epsilon, name="st_adain_block")
+        self.adain_vgg = STAdaIN(temporal, alpha_init, epsilon, name="st_adain_vgg")
+        # Input channels are known from the arguments: build now, so weights exist at once.
+        self.build()
+
+    @property
+    def temporal(self):
+        return self.adain_block.temporal
+
+    def build(self, input_shape=None):
+        if self.built:  # built in the constructor already (input channels are arguments)
+            return
+        f = self.filters
+        self.s1.build((None, None, None, self.in_channels))
+        self.s2_content.build((None, None, None, f))
+        if not self.share_middle:
+            self.s2_style.build((None, None, None, f))
+        self.s3.build((None, None, None, f + self.vgg_channels))
+        # Built here (not in their own constructor) so their variables are named under this block.
+        self.adain_block.build()
+        self.adain_vgg.build()
+        self.built = True
+
+    def _check(self, x, channels, name):
+        if x.shape.rank is not None and x.shape.rank != 4:
+            raise ValueError(f"`{name}` must be [N, h, w, C], got shape {x.shape}.")
+        if x.shape[-1] is not None and x.shape[-1] != channels:
+            raise ValueError(
+                f"`{name}` must have {channels} channels for this block, got shape {x.shape}."
+            )
+
+    def style_path(self, s, vs, compute_output=True):
+        """Style path; `compute_output=False` skips S_b2s/S_b3 (s_out = None) for the last block,
+        whose style output feeds nothing."""
+        self._check(s, self.in_channels, "s")
+        self._check(vs, self.vgg_channels, "vs")
+        a_s = self.s1(s)
+        eps = self.adain_block.epsilon
+        moments = [feature_moments(a_s, eps), feature_moments(vs, eps)]
+        if not compute_output:
+            return None, moments
+        b_s = self.s2_style(a_s)
+        return self.s3(tf.concat([b_s, vs], axis=-1)), moments
+
+    def content_path(self, c, vc, mask, style_stats, states=(None, None)):
+        self._check(c, self.in_channels, "c")
+        self._check(vc, self.vgg_channels, "vc")
+        (mean_a, std_a), (mean_v, std_v) = style_stats
+        a_c = self.adain_block(self.s1(c), mask, mean_a, std_a, states[0])
+        b_c = self.s2_content(a_c)
+        t = self.adain_vgg(vc, mask, mean_v, std_v, states[1])
+        c_out = self.s3(tf.concat([b_c, t], axis=-1))
+        return c_out, [a_c, t]
+
+    def call(self, c, s, vc, vs, mask):
+        s_out, stats = self.style_path(s, vs)
+        c_out, _ = self.content_path(c, vc, mask, stats)
+        return c_out, s_out
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "filters": self.filters,
+                "in_channels": self.in_channels,
+                "vgg_channels": self.vgg_channels,
+                "share_middle": self.share_middle,
+                "temporal": self.adain_block.temporal,
+                "alpha_init": self.adain_block.alpha_init,
+                "epsilon": self.adain_block.epsilon,
+                "seed": self.seed,
+            }
+        )
+        return config

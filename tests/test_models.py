@@ -1,0 +1,581 @@
+"""Tests of lvst_tf.models: Table 1 kernel shapes, parameter count, layer configs, VGG weights, forward
+passes (identity head, explicit state, K regions, resolutions), ST-AdaIN against NumPy."""
+
+import time
+
+import h5py
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from lvst_tf import models
+from lvst_tf.models import encoder as encoder_lib
+
+LOW = 64  # low_res of the test models: grid 4x4x8
+
+# Supplement Table 1 as METHOD.md reads it: every trainable kernel (kh, kw, in, out).
+EXPECTED_KERNELS = {
+    "mask_net/m1": (3, 3, 4, 16),
+    "mask_net/m2": (3, 3, 16, 8),
+    "mask_net/m3": (3, 3, 8, 1),
+    "guide/g1": (3, 3, 3, 16),
+    "guide/g2": (3, 3, 16, 1),
+    "splatting_1/s1": (3, 3, 64, 8),
+    "splatting_1/s2_content": (3, 3, 8, 8),
+    "splatting_1/s2_style": (3, 3, 8, 8),
+    "splatting_1/s3": (3, 3, 136, 8),
+    "splatting_2/s1": (3, 3, 8, 16),
+    "splatting_2/s2_content": (3, 3, 16, 16),
+    "splatting_2/s2_style": (3, 3, 16, 16),
+    "splatting_2/s3": (3, 3, 272, 16),
+    "splatting_3/s1": (3, 3, 16, 32),
+    "splatting_3/s2_content": (3, 3, 32, 32),
+    "splatting_3/s2_style": (3, 3, 32, 32),
+    "splatting_3/s3": (3, 3, 544, 32),
+    "grid_head/l1": (3, 3, 32, 64),
+    "grid_head/l2": (3, 3, 64, 64),
+    "grid_head/f": (3, 3, 64, 64),
+    "grid_head/gamma": (1, 1, 64, 96),
+}
+EXPECTED_STRIDES = {
+    "splatting_1/s1": 2,
+    "splatting_2/s1": 2,
+    "splatting_3/s1": 2,
+    "grid_head/l1": 2,
+}
+EXPECTED_PARAMS = 341_432
+
+
+@pytest.fixture(scope="module")
+def model():
+    return models.build_model(vgg_weights=None, low_res=LOW)
+
+
+@pytest.fixture(scope="module")
+def identity_model():
+    m = models.build_model(vgg_weights=None, low_res=LOW, seed=5)
+    m.set_identity_head()
+    return m
+
+
+def _rand(shape, seed=0):
+    return np.random.default_rng(seed).uniform(size=shape).astype(np.float32)
+
+
+def _blocky_masks(shape, seed=0, block=8):
+    """Binary masks constant on block x block tiles: `shape` = [..., H, W, C]."""
+    *lead, h, w, c = shape
+    small = np.random.default_rng(seed).uniform(size=(*lead, h // block, w // block, c)) > 0.5
+    return small.repeat(block, -3).repeat(block, -2).astype(np.float32)
+
+
+# ---------------------------------------------------------------------------------------- structure
+def test_kernel_shapes_match_table_1(model):
+    kernels = {}
+    for v in model.trainable_weights:
+        if v.path.endswith("/kernel"):
+            kernels[v.path.rsplit("/", 1)[0]] = tuple(v.shape)
+    assert kernels == EXPECTED_KERNELS
+    convs = {
+        layer.path: layer
+        for layer in model._flatten_layers()
+        if isinstance(layer, keras.layers.Conv2D)
+    }
+    for name in EXPECTED_KERNELS:
+        conv = convs[name]
+        assert conv.strides == (EXPECTED_STRIDES.get(name, 1),) * 2, name
+        assert conv.padding == "same" and conv.use_bias
+    assert convs["grid_head/gamma"].activation.__name__ == "linear"
+    assert convs["mask_net/m3"].activation.__name__ == "sigmoid"
+    assert convs["guide/g2"].activation.__name__ == "sigmoid"
+    assert convs["mask_net/m1"].activation.__name__ == "linear"  # "act -" read as none
+    assert convs["splatting_2/s3"].activation.__name__ == "relu"
+
+
+def test_trainable_parameters_are_exactly_table_1(model):
+    trainable = {v.path: tuple(v.shape) for v in model.trainable_weights}
+    biases = {k for k in trainable if k.endswith("/bias")}
+    scalars = {k for k, s in trainable.items() if s == ()}
+    kernels = {k for k in trainable if k.endswith("/kernel")}
+    assert kernels | biases | scalars == set(trainable)
+    assert {b.rsplit("/", 1)[0] for b in biases} == set(EXPECTED_KERNELS)
+    for b in biases:
+        assert trainable[b] == (EXPECTED_KERNELS[b.rsplit("/", 1)[0]][-1],)
+    assert len(scalars) == 6 and all(s.endswith("blend_logit") for s in scalars)
+    expected = sum(np.prod(k) + k[-1] for k in EXPECTED_KERNELS.values()) + 6
+    count = models.count_trainable_params(model)
+    print(f"\ntrainable parameters of the default model: {count:,}")
+    assert count == expected == EXPECTED_PARAMS
+    # VGG-19 is frozen: none of its weights are trainable.
+    assert not model.encoder.trainable_weights
+    assert len(model.encoder.non_trainable_weights) == 18  # 9 convolutions up to block4_conv1
+    assert model.grid_shape == (4, 4, 8)
+
+
+def test_build_model_argument_validation():
+    bad = [
+        {"low_res": 100},
+        {"low_res": 0},
+        {"grid_depth": 0},
+        {"l1_stride": 3},
+        {"hidden_activation": "banana"},
+        {"share_middle_conv": "yes"},
+        {"guide_dtype": "int8"},
+        {"soft_mask_mode": "fancy"},
+        {"vgg_weights": 3},
+        {"alpha_init": 1.5},
+    ]
+    for kwargs in bad:
+        with pytest.raises(ValueError, match=next(iter(kwargs)).split("_init")[0]):
+            models.build_model(**{"vgg_weights": None, "low_res": LOW, **kwargs})
+
+
+def test_options_change_structure():
+    m = models.build_model(
+        vgg_weights=None,
+        low_res=LOW,
+        share_middle_conv=True,
+        temporal_blend=False,
+        grid_depth=4,
+        hidden_activation="relu",
+    )
+    paths = {v.path for v in m.trainable_weights}
+    assert not any("s2_style" in p for p in paths)
+    assert not any("blend_logit" in p for p in paths)
+    assert m.head.gamma.kernel.shape == (1, 1, 64, 48)
+    assert m.grid_shape == (4, 4, 4)
+    assert m.mask_net.m1.activation.__name__ == "relu"
+    m2 = models.build_model(vgg_weights=None, low_res=LOW, l1_stride=1)
+    assert m2.grid_shape == (8, 8, 8)
+
+
+# ----------------------------------------------------------------------------- get_config round trips
+def _copy_and_compare(layer, call):
+    config = layer.get_config()
+    clone = type(layer).from_config(config)
+    assert clone.get_config() == config
+    clone.set_weights(layer.get_weights())
+    for a, b in zip(tf.nest.flatten(call(layer)), tf.nest.flatten(call(clone))):
+        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-6)
+
+
+def test_layer_get_config_round_trips():
+    x4 = _rand((2, 16, 16, 4))
+    x3 = _rand((2, 16, 16, 3))
+    mask_net = models.MaskNet(hidden_activation="relu", seed=3)
+    mask_net.build()
+    _copy_and_compare(mask_net, lambda layer: layer(x4))
+    guide = models.Guide(seed=4)
+    guide.build()
+    _copy_and_compare(guide, lambda layer: layer(x3))
+    head = models.GridHead(grid_depth=4, identity_init=False, seed=2)
+    head.build()
+    _copy_and_compare(head, lambda layer: layer(_rand((2, 8, 8, 32))))
+    ada = models.STAdaIN(temporal=True, alpha_init=0.3, epsilon=1e-4)
+    ada.build()
+    args = (
+        _rand((2, 8, 8, 5)),
+        _rand((2, 16, 16)),
+        _rand((2, 5)),
+        _rand((2, 5)),
+        _rand((2, 8, 8, 5)),
+    )
+    _copy_and_compare(ada, lambda layer: layer(*args))
+    block = models.SplattingBlock(8, 64, 128, share_middle=False, alpha_init=0.2, seed=9)
+    block.build()
+    inputs = (_rand((2, 16, 16, 64)), _rand((2, 16, 16, 64), 1), _rand((2, 8, 8, 128), 2))
+    inputs += (_rand((2, 8, 8, 128), 3), _rand((2, 16, 16), 4))
+    _copy_and_compare(block, lambda layer: layer(*inputs))
+    enc = models.VGGEncoder(weights=None, seed=1)
+    _copy_and_compare(enc, lambda layer: layer(x3))
+
+
+def test_model_get_config_round_trip(model):
+    config = model.get_config()
+    clone = models.LocalizedStyleModel.from_config(config)
+    assert clone.get_config() == config
+    clone.set_weights(model.get_weights())
+    styles = _rand((3, 40, 50, 3), 1)
+    a = model.encode_styles(styles)
+    b = clone.encode_styles(styles)
+    for key in a:
+        np.testing.assert_allclose(a[key], b[key], rtol=1e-5, atol=1e-5)
+
+
+def test_layers_reject_bad_arguments():
+    with pytest.raises(ValueError, match="filters"):
+        models.SplattingBlock(0, 64, 128)
+    with pytest.raises(ValueError, match="hidden_activation"):
+        models.MaskNet(hidden_activation="nope")
+    with pytest.raises(ValueError, match="compute_dtype"):
+        models.Guide(compute_dtype="float64")
+    with pytest.raises(ValueError, match="alpha_init"):
+        models.STAdaIN(alpha_init=0.0)
+    with pytest.raises(ValueError, match="l1_stride"):
+        models.GridHead(l1_stride=4)
+    with pytest.raises(ValueError, match="4 channels"):
+        models.MaskNet()(_rand((1, 8, 8, 3)))
+
+
+# -------------------------------------------------------------------------------------- VGG weights
+def _source_encoder():
+    return models.VGGEncoder(weights=None, seed=11)
+
+
+def test_vgg_weights_from_keras3_weights_file(tmp_path):
+    source = _source_encoder()
+    # A full keras.applications.VGG19 (block5 included) carrying the seeded weights, saved by Keras 3.
+    full = keras.applications.VGG19(include_top=False, weights=None, input_shape=(None, None, 3))
+    for name in encoder_lib.VGG_CONV_LAYERS:
+        full.get_layer(name).set_weights(source.trunk.get_layer(name).get_weights())
+    path = tmp_path / "vgg19.weights.h5"
+    full.save_weights(path)
+    loaded = models.VGGEncoder(weights=str(path))
+    images = _rand((2, 32, 48, 3), 7)
+    for a, b in zip(source(images), loaded(images)):
+        np.testing.assert_array_equal(a, b)
+    # The truncated trunk saved by Keras 3 loads too.
+    path2 = tmp_path / "trunk.weights.h5"
+    source.trunk.save_weights(path2)
+    loaded2 = models.VGGEncoder(weights=path2)
+    for a, b in zip(source(images), loaded2(images)):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_vgg_weights_from_legacy_h5_file(tmp_path):
+    source = _source_encoder()
+    # The by-layer-name layout of the keras.applications notop files, written independently with h5py.
+    path = tmp_path / "vgg19_notop.h5"
+    with h5py.File(path, "w") as f:
+        names = list(encoder_lib.VGG_CONV_LAYERS) + ["block4_conv2"]
+        f.attrs["layer_names"] = [n.encode() for n in ["input_1", "block1_pool", *names]]
+        f.create_group("input_1").attrs["weight_names"] = []
+        f.create_group("block1_pool").attrs["weight_names"] = []
+        for name in names:
+            group = f.create_group(name)
+            if name == "block4_conv2":
+                arrays = [np.zeros((3, 3, 512, 512), np.float32), np.zeros(512, np.float32)]
+            else:
+                arrays = source.trunk.get_layer(name).get_weights()
+            weight_names = [f"{name}/kernel:0", f"{name}/bias:0"]
+            group.attrs["weight_names"] = [w.encode() for w in weight_names]
+            for w, a in zip(weight_names, arrays):
+                group.create_dataset(w, data=a)
+    loaded = models.build_model(vgg_weights=str(path), low_res=LOW)
+    images = _rand((1, 32, 32, 3), 8)
+    for a, b in zip(source(images), loaded.encoder(images)):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_vgg_weights_bad_files(tmp_path):
+    with pytest.raises(ValueError, match="not found"):
+        models.VGGEncoder(weights=str(tmp_path / "missing.h5"))
+    path = tmp_path / "empty.h5"
+    with h5py.File(path, "w") as f:
+        f.create_group("something")
+    with pytest.raises(ValueError, match="no VGG convolution weights"):
+        models.VGGEncoder(weights=str(path))
+    not_h5 = tmp_path / "text.h5"
+    not_h5.write_text("hello")
+    with pytest.raises(ValueError, match="HDF5"):
+        models.VGGEncoder(weights=str(not_h5))
+
+
+def test_offline_imagenet_fails_fast_with_help(tmp_path, monkeypatch):
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path))  # an empty Keras cache
+    if encoder_lib._host_reachable(encoder_lib.IMAGENET_NOTOP_URL):
+        pytest.skip("this machine is online: Keras would download the ImageNet weights")
+    start = time.monotonic()
+    with pytest.raises(ValueError, match="vgg_weights=None") as err:
+        models.build_model(vgg_weights="imagenet", low_res=LOW)
+    assert time.monotonic() - start < 8.0
+    assert "path to a VGG-19 weights .h5 file" in str(err.value)
+
+
+def test_imagenet_uses_keras_cache(tmp_path, monkeypatch):
+    source = _source_encoder()
+    cache = tmp_path / "models"
+    cache.mkdir()
+    source.trunk.save_weights(cache / "trunk.weights.h5")
+    (cache / "trunk.weights.h5").rename(cache / encoder_lib.IMAGENET_NOTOP_FILE)
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path))
+    monkeypatch.setattr(encoder_lib, "_host_reachable", lambda *a, **k: pytest.fail("no network"))
+    loaded = models.VGGEncoder(weights="imagenet")
+    images = _rand((1, 16, 16, 3), 9)
+    np.testing.assert_array_equal(source(images)[3], loaded(images)[3])
+
+
+def test_encoder_taps_and_preprocessing(model):
+    images = _rand((2, 32, 48, 3), 3)
+    feats = model.encoder(images)
+    assert [tuple(f.shape) for f in feats] == [
+        (2, 32, 48, 64),
+        (2, 16, 24, 128),
+        (2, 8, 12, 256),
+        (2, 4, 6, 512),
+    ]
+    # relu1_1 = relu(conv(caffe(x))): Keras' own VGG preprocessing on [0, 255] inputs.
+    conv = model.encoder.trunk.get_layer("block1_conv1")
+    caffe = keras.applications.vgg19.preprocess_input(images * 255.0)
+    np.testing.assert_allclose(feats[0], conv(caffe), rtol=1e-5, atol=1e-4)
+
+
+# ---------------------------------------------------------------------------------------- ST-AdaIN
+def _np_masked_adain(x, mask, s_mean, s_std, eps=1e-5):
+    n, h, w, c = x.shape
+    f = mask.shape[1] // h
+    m = mask.reshape(n, h, f, w, f).mean(axis=(2, 4))  # area resize
+    out = np.empty_like(x, dtype=np.float64)
+    for i in range(n):
+        wsum = m[i].sum()
+        for ch in range(c):
+            mu = (m[i] * x[i, ..., ch]).sum() / wsum
+            var = (m[i] * (x[i, ..., ch] - mu) ** 2).sum() / wsum
+            out[i, ..., ch] = (
+                s_std[i, ch] * (x[i, ..., ch] - mu) / np.sqrt(var + eps) + s_mean[i, ch]
+            )
+    return out
+
+
+def test_st_adain_matches_numpy_and_blends_in_time():
+    rng = np.random.default_rng(0)
+    x = rng.normal(2.0, 3.0, (2, 8, 8, 5)).astype(np.float32)
+    mask = (rng.uniform(size=(2, 32, 32)) > 0.4).astype(np.float32)
+    s_mean = rng.normal(size=(2, 5)).astype(np.float32)
+    s_std = rng.uniform(0.5, 2.0, (2, 5)).astype(np.float32)
+    layer = models.STAdaIN(alpha_init=0.3)
+    layer.build()
+    y0 = layer(x, mask, s_mean, s_std)  # first frame: no state
+    ref = _np_masked_adain(x, mask, s_mean, s_std)
+    np.testing.assert_allclose(y0, ref, rtol=1e-4, atol=1e-4)
+    # The masked content statistics now equal the style statistics.
+    small = mask.reshape(2, 8, 4, 8, 4).mean(axis=(2, 4))
+    mean, std = models.masked_moments(y0, small)
+    np.testing.assert_allclose(mean, s_mean, atol=1e-4)
+    np.testing.assert_allclose(std, np.sqrt(s_std**2 + 1e-5), rtol=1e-3)
+    # Temporal blend with known alpha = 0.3.
+    np.testing.assert_allclose(float(layer.alpha), 0.3, rtol=1e-6)
+    x1 = rng.normal(size=x.shape).astype(np.float32)
+    y1 = layer(x1, mask, s_mean, s_std, state=y0)
+    ref1 = 0.7 * _np_masked_adain(x1, mask, s_mean, s_std) + 0.3 * ref
+    np.testing.assert_allclose(y1, ref1, rtol=1e-4, atol=1e-4)
+    # A zero-element state means "first frame"; temporal=False ignores the state.
+    np.testing.assert_allclose(layer(x, mask, s_mean, s_std, state=tf.zeros([0, 0, 0, 5])), y0)
+    plain = models.STAdaIN(temporal=False)
+    plain.build()
+    np.testing.assert_allclose(
+        plain(x1, mask, s_mean, s_std, state=y0),
+        _np_masked_adain(x1, mask, s_mean, s_std),
+        rtol=1e-4,
+        atol=1e-4,
+    )
+    assert not plain.trainable_weights
+
+
+def test_masked_moments_empty_mask_falls_back_to_image():
+    x = _rand((1, 4, 4, 2))
+    mean, std = models.masked_moments(x, np.zeros((1, 4, 4), np.float32))
+    np.testing.assert_allclose(mean, x.mean(axis=(1, 2)), rtol=1e-5)
+    np.testing.assert_allclose(std, np.sqrt(x.var(axis=(1, 2)) + 1e-5), rtol=1e-5)
+
+
+def test_encode_styles_are_statistics_of_the_style_path(model):
+    styles = _rand((2, 3, 64, 64, 3), 4)
+    stats = model.encode_styles(styles)
+    assert sorted(stats) == sorted([f"mean_{i}" for i in range(6)] + [f"std_{i}" for i in range(6)])
+    for i, c in enumerate(models.st_adain_channels()):
+        assert stats[f"mean_{i}"].shape == (2, 3, c) and stats[f"std_{i}"].shape == (2, 3, c)
+    # Layer 1 (VGG path of block 1) = moments of relu2_1 of the style image.
+    feats = model.encoder(styles[1, 2][None])
+    np.testing.assert_allclose(stats["mean_1"][1, 2], feats[1].numpy().mean(axis=(0, 1, 2)), 1e-4)
+    np.testing.assert_allclose(
+        stats["std_1"][1, 2], np.sqrt(feats[1].numpy().var(axis=(0, 1, 2)) + 1e-5), 1e-3
+    )
+    # Unbatched form, and a list of differently sized images resized to low_res inside.
+    single = model.encode_styles(styles[0])
+    np.testing.assert_allclose(single["std_5"], stats["std_5"][:1], rtol=1e-5)
+    listed = model.encode_styles([styles[0, 0], _rand((90, 30, 3)), styles[0, 2]])
+    np.testing.assert_allclose(listed["mean_4"][0, 0], stats["mean_4"][0, 0], rtol=1e-5)
+    with pytest.raises(ValueError, match="styles"):
+        model.encode_styles(_rand((2, 3, 8, 8, 4)))
+
+
+# ------------------------------------------------------------------------------------ forward passes
+def test_training_call_shapes_and_identity(identity_model):
+    b, t, k = 2, 3, 2
+    frames = _rand((b, t, LOW, LOW, 3))
+    masks = _rand((b, t, LOW, LOW, k - 1), 1)
+    styles = _rand((b, k, 48, 80, 3), 2)
+    out = identity_model({"frames": frames, "masks": masks, "styles": styles})
+    assert out["output"].shape == (b, t, LOW, LOW, 3)
+    assert out["enhanced_masks"].shape == (b, t, LOW, LOW, k - 1)
+    assert out["region_masks"].shape == (b, t, LOW, LOW, k)
+    assert out["region_grids"].shape == (b, t, k, 4, 4, 8, 12)
+    assert out["grids"].shape == (b, t, 4, 4, 8, 12)
+    np.testing.assert_allclose(out["output"], frames, atol=1e-5)
+    np.testing.assert_allclose(
+        out["region_masks"][..., -1], 1.0 - out["enhanced_masks"][..., 0], atol=1e-6
+    )
+
+
+def test_predict_grids_and_render_identity_at_any_size(identity_model):
+    frames = _rand((1, 300, 500, 3), 3)
+    masks = _blocky_masks((1, 300, 500, 1), block=20)
+    stats = identity_model.encode_styles(_rand((2, 70, 70, 3)))
+    pred = identity_model.predict_grids(frames, masks, stats)
+    assert pred["enhanced_masks"].shape == (1, LOW, LOW, 1)
+    np.testing.assert_allclose(pred["grids"], models_identity(1), atol=1e-6)
+    out = identity_model.render(pred["grids"], frames)
+    assert out.shape == (1, 300, 500, 3)
+    np.testing.assert_allclose(out, frames, atol=1e-5)
+    # uint8 frames and masks are accepted (divided by 255).
+    frames8 = np.round(frames * 255).astype(np.uint8)
+    out8 = identity_model.render(pred["grids"], frames8)
+    np.testing.assert_allclose(out8, frames8 / 255.0, atol=1e-5)
+
+
+def models_identity(batch):
+    from lvst_tf import ops
+
+    return ops.identity_grid(batch, (4, 4, 8))
+
+
+def test_explicit_state_matches_training_call(model):
+    frames = _rand((1, 2, LOW, LOW, 3), 5)
+    masks = _rand((1, 2, LOW, LOW, 1), 6)
+    styles = _rand((1, 2, LOW, LOW, 3), 7)
+    clip = model({"frames": frames, "masks": masks, "styles": styles})
+    stats = model.encode_styles(styles)
+    first = model.predict_grids(frames[:, 0], masks[:, 0], stats)
+    for i, c in enumerate(models.st_adain_channels()):
+        size = LOW // 2 ** (i // 2 + 1)
+        assert first[f"state_{i}"].shape == (1, 2, size, size, c)
+    second = model.predict_grids(frames[:, 1], masks[:, 1], stats, state=first)
+    np.testing.assert_allclose(second["grids"], clip["grids"][:, 1], rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(
+        model.render(second["grids"], frames[:, 1]), clip["output"][:, 1], rtol=1e-5, atol=1e-5
+    )
+    # The state matters (alpha = 0.5): without it frame 2 differs.
+    fresh = model.predict_grids(frames[:, 1], masks[:, 1], stats)
+    assert np.abs(fresh["region_grids"] - second["region_grids"]).max() > 1e-7
+    # A zero-element state is a first frame.
+    empty = {
+        f"state_{i}": tf.zeros([0, 0, 0, 0, c]) for i, c in enumerate(models.st_adain_channels())
+    }
+    again = model.predict_grids(frames[:, 0], masks[:, 0], stats, state=empty)
+    np.testing.assert_allclose(again["grids"], first["grids"], rtol=1e-6, atol=1e-6)
+
+
+def test_three_regions(model):
+    frames = _rand((2, LOW, LOW, 3), 8)
+    masks = _blocky_masks((2, LOW, LOW, 2), seed=9)
+    stats = model.encode_styles(_rand((3, 40, 40, 3), 10))
+    pred = model.predict_grids(frames, masks, stats)
+    assert pred["region_grids"].shape == (2, 3, 4, 4, 8, 12)
+    assert pred["grid_masks"].shape == (2, 3, 4, 4, 8)
+    background = 1.0 - np.max(pred["enhanced_masks"], axis=-1)
+    np.testing.assert_allclose(pred["region_masks"][..., 2], background, atol=1e-6)
+    # The three region grids differ (different masks and styles), and the blend is a convex mix.
+    assert np.abs(pred["region_grids"][:, 0] - pred["region_grids"][:, 1]).max() > 1e-6
+    lo = np.min(pred["region_grids"], axis=1) - 1e-5
+    hi = np.max(pred["region_grids"], axis=1) + 1e-5
+    assert np.all((pred["grids"] >= lo) & (pred["grids"] <= hi))
+    with pytest.raises(ValueError, match="K = 3"):
+        model.predict_grids(frames, masks[..., :1], stats)
+
+
+def test_full_res_inputs_are_resized_inside(model):
+    frames = _rand((1, LOW, LOW, 3), 11)
+    masks = _blocky_masks((1, LOW, LOW, 1), seed=12)
+    stats = model.encode_styles(_rand((2, LOW, LOW, 3), 13))
+    low = model.predict_grids(frames, masks, stats)
+    # The same content at 3x the resolution (each pixel a 3x3 tile): area resizing recovers it.
+    big_frames = frames.repeat(3, 1).repeat(3, 2)
+    big_masks = masks.repeat(3, 1).repeat(3, 2)
+    high = model.predict_grids(big_frames, big_masks, stats)
+    np.testing.assert_allclose(high["grids"], low["grids"], rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(high["enhanced_masks"], low["enhanced_masks"], atol=1e-5)
+
+
+def test_predict_grids_rejects_bad_inputs(model):
+    stats = model.encode_styles(_rand((2, 16, 16, 3)))
+    frames = _rand((1, 32, 32, 3))
+    with pytest.raises(ValueError, match="differ in height"):
+        model.predict_grids(frames, _rand((1, 30, 32, 1)), stats)
+    with pytest.raises(ValueError, match="frames"):
+        model.predict_grids(_rand((1, 32, 32, 4)), _rand((1, 32, 32, 1)), stats)
+    with pytest.raises(ValueError, match="style_stats"):
+        model.predict_grids(frames, _rand((1, 32, 32, 1)), {"mean_0": stats["mean_0"]})
+    with pytest.raises(ValueError, match="state"):
+        model.predict_grids(frames, _rand((1, 32, 32, 1)), stats, state={"state_0": None})
+    with pytest.raises(ValueError, match="soft_mask_mode"):
+        model.predict_grids(frames, _rand((1, 32, 32, 1)), stats, soft_mask_mode="x")
+    with pytest.raises(ValueError, match="inputs"):
+        model({"frames": _rand((1, 2, 32, 32, 3))})
+
+
+def test_tf_function_with_dynamic_shapes(model):
+    channels = models.st_adain_channels()
+    stats_spec = {}
+    for i, c in enumerate(channels):
+        stats_spec[f"mean_{i}"] = tf.TensorSpec([None, None, c], tf.float32)
+        stats_spec[f"std_{i}"] = tf.TensorSpec([None, None, c], tf.float32)
+    state_spec = {
+        f"state_{i}": tf.TensorSpec([None] * 4 + [c], tf.float32) for i, c in enumerate(channels)
+    }
+    encode = tf.function(
+        model.encode_styles,
+        input_signature=[tf.TensorSpec([None, None, None, None, 3], tf.float32)],
+    )
+
+    @tf.function(
+        input_signature=[
+            tf.TensorSpec([None, None, None, 3], tf.float32),
+            tf.TensorSpec([None, None, None, None], tf.float32),
+            stats_spec,
+            state_spec,
+        ]
+    )
+    def predict(frames, masks, stats, state):
+        return model.predict_grids(frames, masks, stats, state)
+
+    render = tf.function(
+        model.render,
+        input_signature=[
+            tf.TensorSpec([None, *model.grid_shape, 12], tf.float32),
+            tf.TensorSpec([None, None, None, 3], tf.float32),
+        ],
+    )
+    styles = _rand((1, 2, 50, 40, 3), 1)
+    frames = _rand((1, 96, 80, 3), 2)
+    masks = _rand((1, 96, 80, 1), 3)
+    empty = {f"state_{i}": tf.zeros([0, 0, 0, 0, c]) for i, c in enumerate(channels)}
+    stats = encode(styles)
+    first = predict(frames, masks, stats, empty)
+    second = predict(frames[:, ::-1], masks, stats, {k: first[k] for k in empty})
+    eager_stats = model.encode_styles(styles)
+    eager1 = model.predict_grids(frames, masks, eager_stats)
+    eager2 = model.predict_grids(frames[:, ::-1], masks, eager_stats, state=eager1)
+    np.testing.assert_allclose(first["grids"], eager1["grids"], rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(second["grids"], eager2["grids"], rtol=1e-5, atol=1e-5)
+    out = render(second["grids"], _rand((1, 30, 70, 3)))
+    assert out.shape == (1, 30, 70, 3)
+
+
+def test_gradients_reach_every_trainable_weight(model):
+    frames = _rand((1, 2, LOW, LOW, 3), 20)
+    masks = _rand((1, 2, LOW, LOW, 1), 21)
+    styles = _rand((1, 2, LOW, LOW, 3), 22)
+    with tf.GradientTape() as tape:
+        out = model({"frames": frames, "masks": masks, "styles": styles}, training=True)
+        loss = tf.reduce_mean(tf.square(out["output"] - 0.5)) + tf.reduce_mean(
+            out["enhanced_masks"]
+        )
+    grads = tape.gradient(loss, model.trainable_weights)
+    missing = [v.path for v, g in zip(model.trainable_weights, grads) if g is None]
+    # The style path's output of the last block feeds nothing (only the statistics of a_s and relu4_1
+    # do), so S_3,2 of the style path is the one weight without a gradient (see docs/models.md).
+    assert missing == ["splatting_3/s2_style/kernel", "splatting_3/s2_style/bias"]
+    grads = [g for g in grads if g is not None]
+    assert all(np.isfinite(g.numpy()).all() for g in grads)

@@ -1,0 +1,477 @@
+"""Tests of lvst_tf.ops against independent float64 NumPy per-pixel references (METHOD 4-6)."""
+
+import itertools
+import math
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from lvst_tf import ops
+
+IMPLS = ("tf", "xla")
+
+
+# ------------------------------------------------------------------------------------------------
+# NumPy references, written straight from the spec in METHOD.md (loops, float64).
+
+
+def ref_slice(grid, guide):
+    """Per pixel: tent weights tau(g - (i + .5)) over the 2x2x2 neighbours, indices clamped."""
+    grid = np.asarray(grid, np.float64)
+    guide = np.clip(np.asarray(guide, np.float64), 0.0, 1.0)
+    batch, gh, gw, gd, channels = grid.shape
+    _, height, width = guide.shape
+    out = np.zeros((batch, height, width, channels))
+    tau = lambda t: max(0.0, 1.0 - abs(t))  # noqa: E731
+    for b, y, x in itertools.product(range(batch), range(height), range(width)):
+        gx = (x + 0.5) * gw / width
+        gy = (y + 0.5) * gh / height
+        gz = guide[b, y, x] * gd
+        i_lo = math.floor(gx - 0.5)
+        j_lo = math.floor(gy - 0.5)
+        k_lo = math.floor(gz - 0.5)
+        for j in (j_lo, j_lo + 1):
+            for i in (i_lo, i_lo + 1):
+                for k in (k_lo, k_lo + 1):
+                    w = tau(gx - (i + 0.5)) * tau(gy - (j + 0.5)) * tau(gz - (k + 0.5))
+                    jc, ic, kc = (
+                        min(max(j, 0), gh - 1),
+                        min(max(i, 0), gw - 1),
+                        min(max(k, 0), gd - 1),
+                    )
+                    out[b, y, x] += w * grid[b, jc, ic, kc]
+    return out
+
+
+def ref_slice_apply(grid, guide, image):
+    coeffs = ref_slice(grid, guide)
+    image = np.asarray(image, np.float64)
+    out = np.zeros(image.shape)
+    for r in range(3):
+        out[..., r] = coeffs[..., 4 * r + 3]
+        for c in range(3):
+            out[..., r] += coeffs[..., 4 * r + c] * image[..., c]
+    return out
+
+
+def ref_soft_mask(guide, mask, grid_shape, mode):
+    guide = np.clip(np.asarray(guide, np.float64), 0.0, 1.0)
+    mask = np.asarray(mask, np.float64)
+    gh, gw, gd = grid_shape
+    batch, height, width = guide.shape
+    out = np.zeros((batch, gh, gw, gd))
+    for b, i, j in itertools.product(range(batch), range(gh), range(gw)):
+        ys = [y for y in range(height) if y * gh // height == i]
+        xs = [x for x in range(width) if x * gw // width == j]
+        z = np.array([guide[b, y, x] for y in ys for x in xs])
+        m = np.array([mask[b, y, x] for y in ys for x in xs])
+        if z.size == 0:
+            continue
+        if mode == "normalized":
+            bins = np.clip(np.floor(z * gd).astype(int), 0, gd - 1)
+            for k in range(gd):
+                sel = bins == k
+                out[b, i, j, k] = m[sel].mean() if sel.any() else m.mean()
+        else:
+            z_d = np.ceil(z * m * gd).astype(int)
+            values = np.full(gd, float((z_d > 0).sum()))
+            for d in range(1, gd + 1):
+                if (z_d == d).any():
+                    values[d - 1] = (z_d == d).sum()
+            out[b, i, j] = values / z.size
+    return out
+
+
+def ref_warp(image, flow):
+    image = np.asarray(image, np.float64)
+    batch, height, width, _ = image.shape
+    out = np.zeros(image.shape)
+    for b, y, x in itertools.product(range(batch), range(height), range(width)):
+        sx = min(max(x + flow[b, y, x, 0], 0.0), width - 1.0)
+        sy = min(max(y + flow[b, y, x, 1], 0.0), height - 1.0)
+        x0, y0 = int(math.floor(sx)), int(math.floor(sy))
+        x1, y1 = min(x0 + 1, width - 1), min(y0 + 1, height - 1)
+        fx, fy = sx - x0, sy - y0
+        out[b, y, x] = (1 - fy) * ((1 - fx) * image[b, y0, x0] + fx * image[b, y0, x1]) + fy * (
+            (1 - fx) * image[b, y1, x0] + fx * image[b, y1, x1]
+        )
+    return out
+
+
+def _random(shape, seed, low=0.0, high=1.0):
+    return np.random.default_rng(seed).uniform(low, high, size=shape).astype(np.float32)
+
+
+# ------------------------------------------------------------------------------------------------
+# Slicing.
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+@pytest.mark.parametrize("size", [(37, 53), (5, 300)])
+def test_slice_matches_reference(impl, size):
+    grid = _random((2, 4, 5, 3, 2), 0, -1, 1)
+    guide = _random((2, *size), 1, -0.1, 1.1)  # also exercises the clipping of the guide
+    got = ops.bilateral_slice(grid, guide, impl=impl).numpy()
+    np.testing.assert_allclose(got, ref_slice(grid, guide), atol=1e-5)
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+@pytest.mark.parametrize("size", [(37, 53), (5, 300)])
+def test_slice_apply_matches_reference(impl, size):
+    grid = _random((2, 16, 16, 8, 12), 2, -1, 1)
+    guide = _random((2, *size), 3)
+    image = _random((2, *size, 3), 4)
+    got = ops.bilateral_slice_apply(grid, guide, image, impl=impl).numpy()
+    np.testing.assert_allclose(got, ref_slice_apply(grid, guide, image), atol=2e-5)
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+def test_identity_grid_returns_image(impl):
+    image = _random((2, 37, 53, 3), 5)
+    guide = _random((2, 37, 53), 6)
+    out = ops.bilateral_slice_apply(ops.identity_grid(2), guide, image, impl=impl)
+    np.testing.assert_allclose(out.numpy(), image, atol=1e-6)
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+def test_guide_at_cell_centre_reads_that_depth_cell(impl):
+    gd = 8
+    grid = _random((1, 3, 4, gd, 5), 7, -1, 1)
+    grid = np.broadcast_to(grid[:, :1, :1], grid.shape).copy()  # constant over x and y
+    for k in range(gd):
+        guide = np.full((1, 9, 11), (k + 0.5) / gd, np.float32)
+        out = ops.bilateral_slice(grid, guide, impl=impl).numpy()
+        np.testing.assert_allclose(out, np.broadcast_to(grid[0, 0, 0, k], out.shape), atol=1e-6)
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+def test_constant_grid_gives_constant_affine_map(impl):
+    matrix = _random((12,), 8, -1, 1)
+    grid = np.broadcast_to(matrix, (2, 16, 16, 8, 12))
+    image = _random((2, 23, 31, 3), 9)
+    guide = _random((2, 23, 31), 10)
+    out = ops.bilateral_slice_apply(grid, guide, image, impl=impl).numpy()
+    a = matrix.reshape(3, 4)
+    np.testing.assert_allclose(out, image @ a[:, :3].T + a[:, 3], atol=1e-5)
+
+
+def test_guide_outside_unit_range_is_clipped():
+    grid = _random((1, 4, 4, 8, 12), 11, -1, 1)
+    image = _random((1, 13, 17, 3), 12)
+    guide = _random((1, 13, 17), 13, -2, 3)
+    out = ops.bilateral_slice_apply(grid, guide, image)
+    clipped = ops.bilateral_slice_apply(grid, np.clip(guide, 0, 1), image)
+    np.testing.assert_array_equal(out.numpy(), clipped.numpy())
+
+
+@pytest.mark.parametrize("fn_name", ["bilateral_slice", "bilateral_slice_apply"])
+def test_jit_matches_no_jit(fn_name):
+    grid = _random((2, 16, 16, 8, 12), 14, -1, 1)
+    guide = _random((2, 37, 53), 15)
+    image = _random((2, 37, 53, 3), 16)
+    args = (grid, guide, image) if fn_name == "bilateral_slice_apply" else (grid, guide)
+    fn = getattr(ops, fn_name)
+    eager_tf = fn(*args, impl="tf")
+    jitted = tf.function(lambda *a: fn(*a), jit_compile=True)(*args)
+    graph_tf = tf.function(lambda *a: fn(*a, impl="tf"))(*args)
+    np.testing.assert_allclose(jitted.numpy(), eager_tf.numpy(), atol=1e-5)
+    np.testing.assert_allclose(graph_tf.numpy(), eager_tf.numpy(), atol=1e-5)
+
+
+def test_unknown_batch_and_size_in_graph():
+    fn = tf.function(
+        ops.bilateral_slice_apply,
+        input_signature=[
+            tf.TensorSpec([None, 16, 16, 8, 12]),
+            tf.TensorSpec([None, None, None]),
+            tf.TensorSpec([None, None, None, 3]),
+        ],
+    )
+    image = _random((2, 19, 27, 3), 17)
+    out = fn(ops.identity_grid(2), _random((2, 19, 27), 18), image)
+    np.testing.assert_allclose(out.numpy(), image, atol=1e-6)
+
+
+# Gradient checks. The tent is piecewise linear: it is not differentiable where a coordinate crosses
+# a cell centre (a knot), nor where the guide is clipped at 0 or 1. The guides below keep
+# guide * GD - 0.5 at least 0.15 away from any integer, so the central difference (step 1e-3 on a
+# float32 guide) never straddles a knot. In float32, the numeric Jacobian carries round-off of about
+# eps * |f| / delta ~ 1e-7 * 3 / 1e-3 ~ 3e-4 per entry; 2e-3 leaves a margin while still catching a
+# wrong or missing gradient (those give errors of order 0.1 to 1).
+GRAD_TOL = 2e-3
+
+
+def _knot_free_guide(shape, seed, depth):
+    rng = np.random.default_rng(seed)
+    cell = rng.integers(0, depth - 1, size=shape)
+    frac = rng.uniform(0.15, 0.85, size=shape)
+    return ((cell + 0.5 + frac) / depth).astype(np.float32)
+
+
+@pytest.mark.slow  # ~20 s per impl on a loaded 2-core machine (hundreds of graph calls)
+@pytest.mark.parametrize("impl", IMPLS)
+def test_gradients(impl):
+    gd = 3
+    grid = _random((1, 2, 2, gd, 12), 19, -1, 1)
+    guide = _knot_free_guide((1, 3, 4), 20, gd)
+    image = _random((1, 3, 4, 3), 21)
+
+    for wrt in range(3):
+        # A tf.function keeps the hundreds of finite-difference evaluations cheap.
+        @tf.function
+        def f(x, wrt=wrt):
+            args = [tf.constant(grid), tf.constant(guide), tf.constant(image)]
+            args[wrt] = x
+            return ops.bilateral_slice_apply(*args, impl=impl)
+
+        theoretical, numerical = tf.test.compute_gradient(
+            f, [[grid, guide, image][wrt]], delta=1e-3
+        )
+        assert np.abs(theoretical[0]).max() > 0.05  # the gradient really reaches this input
+        np.testing.assert_allclose(theoretical[0], numerical[0], atol=GRAD_TOL)
+
+
+def test_slice_gradient_wrt_guide_general_channels():
+    gd = 3
+    grid = _random((2, 2, 2, gd, 2), 22, -1, 1)
+    guide = _knot_free_guide((2, 3, 4), 23, gd)
+    f = tf.function(lambda g: ops.bilateral_slice(tf.constant(grid), g))
+    theoretical, numerical = tf.test.compute_gradient(f, [guide], delta=1e-3)
+    np.testing.assert_allclose(theoretical[0], numerical[0], atol=GRAD_TOL)
+
+
+@pytest.mark.parametrize(
+    "args, match",
+    [
+        ((np.zeros((16, 16, 8, 12)), np.zeros((1, 4, 4)), np.zeros((1, 4, 4, 3))), "grid"),
+        ((np.zeros((1, 16, 16, 8, 9)), np.zeros((1, 4, 4)), np.zeros((1, 4, 4, 3))), "12"),
+        ((np.zeros((1, 16, 16, 8, 12)), np.zeros((4, 4)), np.zeros((1, 4, 4, 3))), "guide"),
+        ((np.zeros((1, 16, 16, 8, 12)), np.zeros((1, 4, 4)), np.zeros((1, 4, 5, 3))), "image"),
+        ((np.zeros((1, 16, 16, 8, 12)), np.zeros((1, 4, 4)), np.zeros((1, 4, 4, 4))), "image"),
+        ((np.zeros((2, 16, 16, 8, 12)), np.zeros((1, 4, 4)), np.zeros((1, 4, 4, 3))), "batch"),
+    ],
+)
+def test_slice_apply_bad_inputs(args, match):
+    with pytest.raises(ValueError, match=match):
+        ops.bilateral_slice_apply(*[a.astype(np.float32) for a in args])
+
+
+def test_slice_bad_impl_and_runtime_size_mismatch():
+    grid, guide, image = ops.identity_grid(1), tf.zeros([1, 4, 4]), tf.zeros([1, 4, 4, 3])
+    with pytest.raises(ValueError, match="impl"):
+        ops.bilateral_slice_apply(grid, guide, image, impl="cuda")
+    with pytest.raises(ValueError, match="grid"):
+        ops.bilateral_slice(tf.zeros([1, 2, 2]), guide)
+    fn = tf.function(
+        ops.bilateral_slice_apply,
+        input_signature=[
+            tf.TensorSpec([None, 16, 16, 8, 12]),
+            tf.TensorSpec([None, None, None]),
+            tf.TensorSpec([None, None, None, 3]),
+        ],
+    )
+    with pytest.raises(tf.errors.InvalidArgumentError, match="image"):
+        fn(grid, guide, tf.zeros([1, 4, 5, 3]))
+
+
+# ------------------------------------------------------------------------------------------------
+# Soft grid masks.
+
+
+@pytest.mark.parametrize("mode", ["normalized", "paper"])
+@pytest.mark.parametrize("size", [(37, 53), (5, 300), (64, 64)])
+def test_soft_grid_mask_matches_reference(mode, size):
+    grid_shape = (4, 5, 6) if size != (5, 300) else (2, 16, 8)
+    guide = _random((2, *size), 24, -0.05, 1.05)
+    mask = _random((2, *size), 25)
+    mask[0, : size[0] // 2] = 1.0  # hard and soft regions
+    mask[1, :, : size[1] // 3] = 0.0
+    got = ops.soft_grid_mask(guide, mask, grid_shape=grid_shape, mode=mode).numpy()
+    np.testing.assert_allclose(got, ref_soft_mask(guide, mask, grid_shape, mode), atol=1e-6)
+
+
+def test_soft_grid_mask_full_and_empty():
+    guide = _random((1, 32, 32), 26)
+    full = ops.soft_grid_mask(guide, np.ones_like(guide), (4, 4, 8)).numpy()
+    empty = ops.soft_grid_mask(guide, np.zeros_like(guide), (4, 4, 8)).numpy()
+    np.testing.assert_array_equal(full, 1.0)
+    np.testing.assert_array_equal(empty, 0.0)
+
+
+def test_paper_soft_mask_flaw():
+    """METHOD section 5: a fully masked cell whose guide spans two bins gets values below 1.
+
+    One 8x8 cell, GD = 8, mask = 1 everywhere; half the pixels have guide 0.1 (zD = 1), half 0.3
+    (zD = 3). "paper" writes 32/64 = 0.5 into bins 0 and 2 (where the object's pixels are!) and
+    64/64 = 1 elsewhere, so the background style would leak into the object; "normalized" gives 1.
+    """
+    guide = np.full((1, 8, 8), 0.1, np.float32)
+    guide[:, 4:] = 0.3
+    mask = np.ones_like(guide)
+    paper = ops.soft_grid_mask(guide, mask, (1, 1, 8), mode="paper").numpy()[0, 0, 0]
+    normalized = ops.soft_grid_mask(guide, mask, (1, 1, 8), mode="normalized").numpy()[0, 0, 0]
+    np.testing.assert_allclose(paper, [0.5, 1, 0.5, 1, 1, 1, 1, 1])
+    assert paper.min() < 1.0
+    np.testing.assert_array_equal(normalized, 1.0)
+
+
+def test_soft_grid_mask_edge_follows_guide():
+    # Left half of the cell is the object (bright guide), right half the background (dark guide).
+    guide = np.full((1, 8, 8), 0.2, np.float32)
+    guide[:, :, :4] = 0.9
+    mask = np.zeros_like(guide)
+    mask[:, :, :4] = 1.0
+    out = ops.soft_grid_mask(guide, mask, (1, 1, 8)).numpy()[0, 0, 0]
+    assert out[7] == 1.0 and out[1] == 0.0 and out[4] == 0.5  # empty bins take the cell mean
+
+
+def test_soft_grid_mask_bad_inputs():
+    guide = np.zeros((1, 8, 8), np.float32)
+    with pytest.raises(ValueError, match="mode"):
+        ops.soft_grid_mask(guide, guide, mode="median")
+    with pytest.raises(ValueError, match="mask"):
+        ops.soft_grid_mask(guide, np.zeros((1, 8, 9), np.float32))
+    with pytest.raises(ValueError, match="guide"):
+        ops.soft_grid_mask(guide[0], guide[0])
+    with pytest.raises(ValueError, match="grid_shape"):
+        ops.soft_grid_mask(guide, guide, grid_shape=(4, 4))
+
+
+# ------------------------------------------------------------------------------------------------
+# Blending, keyframes, temporal interpolation.
+
+
+def test_blend_grids_matches_reference():
+    grids = _random((2, 3, 2, 3, 4, 12), 27, -1, 1)
+    masks = _random((2, 3, 2, 3, 4), 28)
+    masks[0, :, 0, 0, 0] = 0.0  # all-zero cell: equal weights
+    want = np.zeros((2, 2, 3, 4, 12))
+    for b, i, j, k in itertools.product(range(2), range(2), range(3), range(4)):
+        m = masks[b, :, i, j, k].astype(np.float64)
+        w = m / m.sum() if m.sum() > 0 else np.full(3, 1 / 3)
+        want[b, i, j, k] = (w[:, None] * grids[b, :, i, j, k]).sum(0)
+    np.testing.assert_allclose(ops.blend_grids(grids, masks).numpy(), want, atol=1e-6)
+
+
+def test_blend_grids_bad_inputs():
+    with pytest.raises(ValueError, match="grid_masks"):
+        ops.blend_grids(np.zeros((1, 2, 2, 2, 2, 12)), np.zeros((1, 3, 2, 2, 2)))
+    with pytest.raises(ValueError, match="12"):
+        ops.blend_grids(np.zeros((1, 2, 2, 2, 2, 3)), np.zeros((1, 2, 2, 2, 2)))
+    with pytest.raises(ValueError, match="grids"):
+        ops.blend_grids(np.zeros((2, 2, 2, 2, 12)), np.zeros((1, 2, 2, 2, 2)))
+
+
+def test_keyframe_indices():
+    assert ops.keyframe_indices(1, 8) == [0]
+    assert ops.keyframe_indices(10, 1) == list(range(10))
+    assert ops.keyframe_indices(10, 4) == [0, 4, 8, 9]
+    assert ops.keyframe_indices(9, 4) == [0, 4, 8]
+    assert ops.keyframe_indices(5, 16) == [0, 4]
+    for bad in [(0, 1), (5, 0), (5, -2), (5.0, 2), (5, 1.5)]:
+        with pytest.raises(ValueError, match="num_frames|r"):
+            ops.keyframe_indices(*bad)
+
+
+@pytest.mark.parametrize("mode", ["linear", "hold"])
+def test_interpolate_grids_matches_reference(mode):
+    num_frames = 11
+    keys = ops.keyframe_indices(num_frames, 4)  # [0, 4, 8, 10]
+    key_grids = _random((len(keys), 2, 2, 3, 12), 29)
+    got = ops.interpolate_grids(key_grids, keys, num_frames, mode=mode).numpy()
+    assert got.shape == (num_frames, 2, 2, 3, 12)
+    for t in range(num_frames):
+        a = max(i for i, k in enumerate(keys) if k <= t)
+        if mode == "hold" or keys[a] == t:
+            want = key_grids[a]
+        else:
+            w = (t - keys[a]) / (keys[a + 1] - keys[a])
+            want = (1 - w) * key_grids[a] + w * key_grids[a + 1]
+        np.testing.assert_allclose(got[t], want, atol=1e-6)
+
+
+def test_interpolate_grids_jit_and_tensor_indices():
+    key_grids = _random((3, 2, 2, 2, 12), 30)
+    keys = [0, 3, 6]
+    fn = tf.function(
+        lambda g, k: ops.interpolate_grids(g, k, 7), jit_compile=True, reduce_retracing=True
+    )
+    got = fn(tf.constant(key_grids), tf.constant(keys))
+    np.testing.assert_allclose(
+        got.numpy(), ops.interpolate_grids(key_grids, keys, 7).numpy(), atol=1e-6
+    )
+
+
+def test_interpolate_grids_bad_inputs():
+    g = np.zeros((2, 2, 2, 2, 12), np.float32)
+    with pytest.raises(ValueError, match="num_frames"):
+        ops.interpolate_grids(g, [0, 3], 0)
+    with pytest.raises(ValueError, match="mode"):
+        ops.interpolate_grids(g, [0, 3], 4, mode="cubic")
+    with pytest.raises(ValueError, match="increasing"):
+        ops.interpolate_grids(g, [3, 0], 4)
+    with pytest.raises(ValueError, match="key_indices"):
+        ops.interpolate_grids(g, [0, 1, 3], 4)
+
+
+def test_identity_grid():
+    grid = ops.identity_grid(2, (3, 4, 5)).numpy()
+    assert grid.shape == (2, 3, 4, 5, 12) and grid.dtype == np.float32
+    np.testing.assert_array_equal(grid[1, 2, 3, 4].reshape(3, 4), np.eye(3, 4))
+    with pytest.raises(ValueError, match="batch"):
+        ops.identity_grid(0)
+
+
+# ------------------------------------------------------------------------------------------------
+# Warp.
+
+
+def test_warp_integer_shift_and_zero_flow():
+    image = _random((2, 9, 12, 3), 31)
+    np.testing.assert_array_equal(ops.warp(image, np.zeros((2, 9, 12, 2))).numpy(), image)
+    flow = np.zeros((2, 9, 12, 2), np.float32)
+    flow[..., 0], flow[..., 1] = 2.0, -1.0  # out(y, x) = image(y - 1, x + 2)
+    out = ops.warp(image, flow).numpy()
+    np.testing.assert_allclose(out[:, 1:, :-2], image[:, :-1, 2:], atol=1e-6)
+    np.testing.assert_allclose(out[:, 0, :-2], image[:, 0, 2:], atol=1e-6)  # clamped to row 0
+    np.testing.assert_allclose(out[:, 1:, -1], image[:, :-1, -1], atol=1e-6)  # clamped column
+
+
+def test_warp_matches_reference_and_jit():
+    image = _random((2, 7, 10, 2), 32)
+    flow = _random((2, 7, 10, 2), 33, -4, 4)
+    want = ref_warp(image, flow)
+    np.testing.assert_allclose(ops.warp(image, flow).numpy(), want, atol=1e-5)
+    jitted = tf.function(ops.warp, jit_compile=True)(tf.constant(image), tf.constant(flow))
+    np.testing.assert_allclose(jitted.numpy(), want, atol=1e-5)
+
+
+def test_warp_bad_inputs():
+    with pytest.raises(ValueError, match="flow"):
+        ops.warp(np.zeros((1, 4, 4, 3)), np.zeros((1, 4, 4, 3)))
+    with pytest.raises(ValueError, match="flow"):
+        ops.warp(np.zeros((1, 4, 4, 3)), np.zeros((1, 4, 5, 2)))
+    with pytest.raises(ValueError, match="image"):
+        ops.warp(np.zeros((4, 4, 3)), np.zeros((1, 4, 4, 2)))
+
+
+# ------------------------------------------------------------------------------------------------
+# jit_compile=True gives the same results for the remaining ops.
+
+
+@pytest.mark.parametrize("mode", ["normalized", "paper"])
+def test_soft_grid_mask_and_blend_under_jit(mode):
+    guide = _random((2, 37, 53), 34)
+    mask = _random((2, 37, 53), 35)
+    grids = _random((2, 2, 4, 4, 8, 12), 36, -1, 1)
+
+    def fn(guide, mask, grids):
+        fg = ops.soft_grid_mask(guide, mask, (4, 4, 8), mode=mode)
+        bg = ops.soft_grid_mask(guide, 1.0 - mask, (4, 4, 8), mode=mode)
+        return fg, ops.blend_grids(grids, tf.stack([fg, bg], axis=1))
+
+    eager = fn(guide, mask, grids)
+    jitted = tf.function(fn, jit_compile=True)(guide, mask, grids)
+    for a, b in zip(eager, jitted):
+        np.testing.assert_allclose(a.numpy(), b.numpy(), atol=1e-5)
