@@ -98,6 +98,13 @@ def parse_int_list(text: str, name: str = "r", minimum: int = 1) -> list[int]:
     return out
 
 
+def _check_rs(rs: Sequence[int]) -> None:
+    if not rs or any(
+        isinstance(r, bool) or not isinstance(r, (int, np.integer)) or r < 1 for r in rs
+    ):
+        raise ValueError(f"rs must be a non-empty list of ints >= 1 (e.g. [1, 8]), got {rs!r}.")
+
+
 def _fmt_size(hw: tuple[int, int]) -> str:
     return f"{hw[0]}x{hw[1]}"
 
@@ -356,6 +363,15 @@ def time_model(
     """
     import tensorflow as tf
 
+    _check_rs(rs)
+    if not resolutions or any(
+        len(hw) != 2 or int(hw[0]) != hw[0] or int(hw[1]) != hw[1] or min(hw) < 1
+        for hw in resolutions
+    ):
+        raise ValueError(
+            f"resolutions must be a non-empty list of (height, width) positive ints, got "
+            f"{resolutions!r}."
+        )
     if repeats < 1:
         raise ValueError(f"repeats must be >= 1, got {repeats}.")
     model = loaded.model
@@ -789,6 +805,7 @@ def run_quality(
     Returns: `(rows, markdown)`; rows are dicts with `video`, `method`, `frames` and the metric
       columns, the mean rows have `video == "MEAN"`.
     """
+    _check_rs(rs)
     if len(styles) != 2:
         raise ValueError(
             f"styles must hold two images (foreground, background) for videos with one foreground "

@@ -170,7 +170,9 @@ def _check_restored(model: Any, ckpt_path: str) -> None:
     reader = tf.train.load_checkpoint(ckpt_path)
     by_shape: dict[tuple, list] = {}
     for key, shape in reader.get_variable_to_shape_map().items():
-        if key.startswith("model/") and key.endswith("VARIABLE_VALUE"):
+        # A variable is stored once, under the first path that reaches it (possibly
+        # `optimizer/_trainable_variables/N`), so every stored value is a candidate.
+        if key.endswith("VARIABLE_VALUE"):
             by_shape.setdefault(tuple(shape), []).append(key)
     cache: dict[str, np.ndarray] = {}
     missing = []

@@ -29,6 +29,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+import warnings
 import zipfile
 
 import cv2
@@ -111,7 +112,10 @@ class SelfieSegmenter:
         import tensorflow as tf  # heavy; only needed here
 
         self.model_path = path
-        self._interpreter = tf.lite.Interpreter(model_path=str(path), num_threads=num_threads)
+        with warnings.catch_warnings():
+            # tf.lite.Interpreter warns that it moves to LiteRT; it is what TF 2.21 ships and works.
+            warnings.simplefilter("ignore")
+            self._interpreter = tf.lite.Interpreter(model_path=str(path), num_threads=num_threads)
         self._interpreter.allocate_tensors()
         self._input = self._interpreter.get_input_details()[0]
         self._output = self._interpreter.get_output_details()[0]

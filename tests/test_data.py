@@ -201,6 +201,25 @@ def test_gin_bindings_reach_the_noise_and_pipeline(samples_train):
     finally:
         gin.clear_config()
     assert data.MaskNoise().kernel_range == (3, 15)
+    # The whole pipeline from bindings alone, as the trainer configures it.
+    bindings = [
+        f"DavisFolder.root = '{data.sample_davis_dir().as_posix()}'",
+        "DavisFolder.split = 'val'",
+        "make_train_dataset.source = @DavisFolder()",
+        "make_train_dataset.style_source = @ImageFolderStyles()",
+        f"ImageFolderStyles.root = '{(data.samples_root() / 'styles').as_posix()}'",
+        "make_train_dataset.crop_size = 32",
+        "make_train_dataset.clip_length = 2",
+        "make_train_dataset.with_flow = False",
+        "make_train_dataset.seed = 1",
+    ]
+    with gin.unlock_config():
+        gin.parse_config(bindings)
+    try:
+        batch = next(iter(data.make_train_dataset()))
+    finally:
+        gin.clear_config()
+    assert batch["frames"].shape == (2, 2, 32, 32, 3) and "flow" not in batch
 
 
 def test_mask_noise_reference_cases():

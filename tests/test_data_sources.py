@@ -217,6 +217,56 @@ def test_tfds_davis_under_mock_data():
     assert masks.sum() > 0
 
 
+class LvstFakeDavis(tfds.core.GeneratorBasedBuilder):
+    """A prepared-on-disk stand-in with the features and configs of TFDS `davis` (2.1.0)."""
+
+    VERSION = tfds.core.Version("2.1.0")
+    BUILDER_CONFIGS = [tfds.core.BuilderConfig(name="480p")]
+
+    def _info(self):
+        return tfds.core.DatasetInfo(
+            builder=self,
+            features=tfds.features.FeaturesDict(
+                {
+                    "video": tfds.features.Sequence(
+                        {
+                            "frames": tfds.features.Image(shape=(None, None, 3)),
+                            "segmentations": tfds.features.Image(
+                                shape=(None, None, 1), use_colormap=True
+                            ),
+                        }
+                    ),
+                    "metadata": {"num_frames": np.int64, "video_name": np.str_},
+                }
+            ),
+        )
+
+    def _split_generators(self, dl_manager):
+        del dl_manager
+        return {"train": self._generate_examples(2), "validation": self._generate_examples(1)}
+
+    def _generate_examples(self, count):
+        for k in range(count):
+            ids = np.zeros((3, 20, 30, 1), np.uint8)
+            ids[:, 5:12, 5 + k : 15 + k] = k + 1
+            frames = np.where(ids > 0, 250, 10).astype(np.uint8).repeat(3, -1)
+            video = {"frames": list(frames), "segmentations": list(ids)}
+            yield k, {"video": video, "metadata": {"num_frames": 3, "video_name": f"v{k}"}}
+
+
+def test_tfds_davis_reads_a_prepared_dataset(tmp_path):
+    # The real read path (no mock): encoded images kept, decoded per clip, ids from the PNGs.
+    LvstFakeDavis(config="480p", data_dir=os.fspath(tmp_path)).download_and_prepare()
+    source = data.TfdsDavis(split="train", data_dir=os.fspath(tmp_path), name="lvst_fake_davis")
+    assert sorted(source.names) == ["v0", "v1"]
+    sequence = source[source.names.index("v1")]
+    assert sequence.frames.shape == (3, 20, 30, 3)
+    assert set(np.unique(sequence.instances).tolist()) == {0, 2}
+    np.testing.assert_array_equal(sequence.frames[..., 0] > 128, sequence.instances > 0)
+    val = data.TfdsDavis(split="val", data_dir=os.fspath(tmp_path), name="lvst_fake_davis")
+    assert val.names == ["v0"]
+
+
 def test_tfds_bad_inputs(tmp_path):
     with pytest.raises(ValueError, match="config"):
         data.TfdsDavis(config="720p")

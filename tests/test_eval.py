@@ -231,6 +231,10 @@ def test_quality_arguments_are_checked(assets, tmp_path):
         evaluation.load_videos(tmp_path / "missing")
     with pytest.raises(ValueError, match="at least two"):
         evaluation.load_styles(assets["styles"][:1])
+    with pytest.raises(ValueError, match="rs must be"):
+        evaluation.run_quality(None, videos, styles, rs=[0])
+    with pytest.raises(ValueError, match="resolutions"):
+        evaluation.time_model(assets["loaded"], [(0, 5)], [1])
 
 
 def test_quality_on_the_shipped_samples(assets):
@@ -269,7 +273,7 @@ def test_eval_binary_rejects_bad_flags(tmp_path):
 
 
 @pytest.mark.slow
-def test_eval_binary_both_modes_workdir_and_saved_model(assets, tmp_path):
+def test_eval_binary_timing_with_a_saved_model(assets, tmp_path):
     from lvst_tf import export
 
     saved = export.export_saved_model(assets["loaded"].model, tmp_path / "saved")
@@ -281,25 +285,37 @@ def test_eval_binary_both_modes_workdir_and_saved_model(assets, tmp_path):
             "--resolutions=64x64,96x128",
             "--r=1,4",
             "--repeats=1",
-            f"--output_dir={out / 'timing'}",
+            f"--output_dir={out}",
         ],
         tmp_path,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "| r = 4 |" in proc.stdout and (out / "timing" / "timing.csv").is_file()
+    assert "| r = 4 |" in proc.stdout and "saved_model" in proc.stdout
+    rows = list(csv.DictReader((out / "timing.csv").open()))
+    assert len(rows) == 4 and all(float(r["seconds_per_frame"]) > 0 for r in rows)
+
+
+@pytest.mark.slow
+def test_eval_binary_quality_with_a_workdir_on_the_samples(assets, tmp_path):
+    from lvst_tf import data
+
+    if not (data.sample_davis_dir() / "ImageSets").is_dir():
+        pytest.skip("samples/davis not built (tools/make_samples.py)")
+    out = tmp_path / "out"
+    # Default data (the shipped samples) and default styles.
     proc = _run_eval(
         [
             f"--workdir={assets['workdir']}",
             "--mode=quality",
-            f"--data={assets['davis']}",
-            f"--styles={assets['styles'][0]},{assets['styles'][1]}",
             "--max_frames=3",
+            "--max_videos=1",
             "--r=1,4",
-            f"--output_dir={out / 'quality'}",
+            f"--output_dir={out}",
         ],
         tmp_path,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "ours r = 4" in proc.stdout
+    assert "ours r = 4" in proc.stdout and "FallenLeaf" in proc.stdout
     for name in ("quality.csv", "quality.md", "contact_sheet.png"):
-        assert (out / "quality" / name).is_file()
+        assert (out / name).is_file()
+    assert not [p for p in out.iterdir() if p.name.startswith(".")]

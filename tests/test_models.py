@@ -113,6 +113,15 @@ def test_trainable_parameters_are_exactly_table_1(model):
     assert model.grid_shape == (4, 4, 8)
 
 
+def test_checkpoint_round_trip(model, tmp_path):
+    path = tf.train.Checkpoint(model=model).save(str(tmp_path / "ckpt"))
+    other = models.build_model(vgg_weights=None, low_res=LOW, seed=7)
+    tf.train.Checkpoint(model=other).restore(path).assert_existing_objects_matched()
+    assert len(other.weights) == len(model.weights)
+    for a, b in zip(model.weights, other.weights):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
+
+
 def test_build_model_argument_validation():
     bad = [
         {"low_res": 100},
@@ -166,9 +175,9 @@ def test_layer_get_config_round_trips():
     mask_net = models.MaskNet(hidden_activation="relu", seed=3)
     mask_net.build()
     _copy_and_compare(mask_net, lambda layer: layer(x4))
-    guide = models.Guide(seed=4)
-    guide.build()
-    _copy_and_compare(guide, lambda layer: layer(x3))
+    for impl in ("convs", "auto"):
+        guide = models.Guide(impl=impl, seed=4)
+        _copy_and_compare(guide, lambda layer: layer(x3))
     head = models.GridHead(grid_depth=4, identity_init=False, seed=2)
     head.build()
     _copy_and_compare(head, lambda layer: layer(_rand((2, 8, 8, 32))))
@@ -216,6 +225,37 @@ def test_layers_reject_bad_arguments():
         models.GridHead(l1_stride=4)
     with pytest.raises(ValueError, match="4 channels"):
         models.MaskNet()(_rand((1, 8, 8, 3)))
+
+
+def test_fused_guide_equals_the_conv_pair():
+    rng = np.random.default_rng(0)
+    fused = models.Guide(seed=3, impl="fused")
+    convs = models.Guide(seed=3, impl="convs")
+    weights = [w + rng.normal(0, 0.3, w.shape).astype(np.float32) for w in fused.get_weights()]
+    fused.set_weights(weights)  # non-zero biases: the border ring differs if handled wrongly
+    convs.set_weights(weights)
+    for shape in [(2, 7, 13), (1, 3, 3), (1, 2, 5), (1, 33, 17), (1, 40, 64)]:
+        x = rng.uniform(size=(*shape, 3)).astype(np.float32)
+        np.testing.assert_allclose(fused(x), convs(x), atol=1e-6, err_msg=str(shape))
+    dynamic = tf.function(fused, input_signature=[tf.TensorSpec([None, None, None, 3])])
+    for shape in [(2, 9, 21), (1, 2, 21)]:
+        x = rng.uniform(size=(*shape, 3)).astype(np.float32)
+        np.testing.assert_allclose(dynamic(x), convs(x), atol=1e-6, err_msg=str(shape))
+    # Gradients of the fused form equal those of the pair.
+    x = rng.uniform(size=(1, 12, 10, 3)).astype(np.float32)
+    grads = []
+    for layer in (fused, convs):
+        with tf.GradientTape() as tape:
+            loss = tf.reduce_sum(tf.square(layer(x) - 0.3))
+        grads.append(tape.gradient(loss, layer.trainable_weights))
+    for a, b in zip(*grads):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+    assert models.build_model(vgg_weights=None, low_res=LOW).guide.use_fused  # the default
+    with pytest.raises(ValueError, match="guide_impl"):
+        models.build_model(
+            vgg_weights=None, low_res=LOW, guide_impl="fused", hidden_activation="relu"
+        )
+    assert not models.Guide(hidden_activation="relu").use_fused
 
 
 # -------------------------------------------------------------------------------------- VGG weights
@@ -515,6 +555,7 @@ def test_predict_grids_rejects_bad_inputs(model):
         model({"frames": _rand((1, 2, 32, 32, 3))})
 
 
+@pytest.mark.slow
 def test_tf_function_with_dynamic_shapes(model):
     channels = models.st_adain_channels()
     stats_spec = {}
@@ -563,6 +604,7 @@ def test_tf_function_with_dynamic_shapes(model):
     assert out.shape == (1, 30, 70, 3)
 
 
+@pytest.mark.slow
 def test_gradients_reach_every_trainable_weight(model):
     frames = _rand((1, 2, LOW, LOW, 3), 20)
     masks = _rand((1, 2, LOW, LOW, 1), 21)

@@ -9,8 +9,8 @@ process with the calls interleaved so the ratios share the machine's load:
     `[1, 12, GD, GH, GW]`, bilinear, `padding_mode="border"`, `align_corners=False`, coordinates
     `2(x + .5)/W - 1, 2(y + .5)/H - 1, 2g - 1` (the same slice), followed by the same affine apply.
 Peak memory of our op is measured in a fresh subprocess per size: the growth of the peak resident
-set (VmHWM, reset after a warm-up call through /proc/self/clear_refs, or ru_maxrss of a cold call
-where that is not available) during one call, output included.
+set (VmHWM, reset after a warm-up call and a malloc_trim through /proc/self/clear_refs, or ru_maxrss
+of a cold call where that is not available) during one call, output included.
 
 Usage:
   python tools/bench_ops.py                      # 512x512 1024x1024 2000x2000 3000x4000
@@ -20,6 +20,7 @@ Usage:
 from __future__ import annotations
 
 import argparse
+import ctypes
 import json
 import os
 import resource
@@ -132,6 +133,14 @@ def _rss_kb(field):
     raise KeyError(field)
 
 
+def _release_free_memory():
+    """Returns freed heap pages to the OS (glibc malloc_trim), where available."""
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
+
+
 def memory_worker(height, width, impl="auto"):
     """Peak resident-memory growth (MB) of one call of our op, output included."""
     import tensorflow as tf
@@ -143,6 +152,7 @@ def memory_worker(height, width, impl="auto"):
     ops.bilateral_slice_apply(*small, impl=impl).numpy()  # import-time and tracing allocations
     try:
         ops.bilateral_slice_apply(grid, guide, image, impl=impl).numpy()  # compile for this size
+        _release_free_memory()  # so the next call cannot hide its peak in recycled heap pages
         with open("/proc/self/clear_refs", "w") as f:
             f.write("5")  # resets VmHWM to the current RSS
         base = _rss_kb("VmRSS")

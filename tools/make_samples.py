@@ -66,15 +66,19 @@ demos use them; `lvst_tf.data.samples_root()` returns this folder.
 - `davis/`: a DAVIS 2017-layout folder (`JPEGImages/480p/<seq>/%05d.jpg`,
   `Annotations/480p/<seq>/%05d.png` palette PNGs with 0 = background and instance ids,
   `ImageSets/2017/train.txt`, `val.txt`). Each clip is cut in time into two sequences, one per split:
+
   | sequence | split | frames | size | masks |
   |---|---|---|---|---|
   | carphone_a | train | carphone 0-29 | 176x144 (native) | 1 = person (selfie segmentation, p > 0.5) |
   | carphone_b | val | carphone 60-89 | 176x144 (native) | 1 = person |
   | cup_a | train | cup 40-69 | 320x240 (from 640x480) | 1 = cup, 2 = hand (colour thresholds, below) |
   | cup_b | val | cup 150-179 | 320x240 | 1 = cup, 2 = hand |
-- cup masks: objects = `{objects}` (lvst_tf.segmentation spec syntax), hand = its pixels matching
-  `{hand}`, cup = the other object pixels, opened with a {cup_open}x{cup_open} ellipse, components under
-  {cup_min_area} px dropped; computed at 640x480, then resized (nearest) with the frames.
+
+- cup masks (computed at 640x480, then resized with the frames), in lvst_tf.segmentation's spec syntax:
+  - objects (cup and hand): `{objects}`
+  - hand: the object pixels matching `{hand}`
+  - cup: the other object pixels, opened with a {cup_open}x{cup_open} ellipse, components under
+    {cup_min_area} px dropped.
 - `styles/`: style photographs, long side at most 640 px, JPEG quality 85.
 - `videos/carphone.mp4`: carphone frames 0-{last} as a video (mp4v), with `videos/carphone_masks/%05d.png`
   (0/255 person masks, one per frame), the layout `lvst_tf.data.VideoFolder` and the stylize tool read.

@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
+import os
 import pathlib
 
 from lvst_tf.data import image_io
 
+SAMPLES_ENV = "LVST_TF_SAMPLES"
+
 
 def samples_root() -> pathlib.Path:
-    """The repository's `samples/` folder (`davis/`, `styles/`, `videos/`)."""
+    """The repository's `samples/` folder (`davis/`, `styles/`, `videos/`).
+
+    Found beside the package (an editable install or a checkout); `$LVST_TF_SAMPLES` overrides it.
+    """
+    override = os.environ.get(SAMPLES_ENV)
+    if override:
+        return pathlib.Path(override)
     return pathlib.Path(__file__).resolve().parents[2] / "samples"
 
 

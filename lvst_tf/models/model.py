@@ -104,6 +104,7 @@ class LocalizedStyleModel(keras.Model):
         adain_epsilon=1e-5,
         identity_init=True,
         guide_dtype="float32",
+        guide_impl="auto",
         soft_mask_mode="normalized",
         seed=0,
         **kwargs,
@@ -143,12 +144,26 @@ class LocalizedStyleModel(keras.Model):
             "adain_epsilon": adain_epsilon,
             "identity_init": _common.check_bool(identity_init, "identity_init"),
             "guide_dtype": _common.check_dtype(guide_dtype, "guide_dtype"),
+            "guide_impl": guide_impl,
             "soft_mask_mode": soft_mask_mode,
             "seed": seed,
         }
         c = self._config
         self.mask_net = MaskNet(c["hidden_activation"], seed=seed + 100, name="mask_net")
-        self.guide = Guide(c["hidden_activation"], guide_dtype, seed=seed + 200, name="guide")
+        if guide_impl not in ("auto", "fused", "convs"):
+            raise ValueError(
+                f"`guide_impl` must be 'auto', 'fused' or 'convs', got {guide_impl!r}."
+            )
+        if guide_impl == "fused" and (
+            c["hidden_activation"] is not None or guide_dtype != "float32"
+        ):
+            raise ValueError(
+                "`guide_impl`='fused' is exact only with hidden_activation=None and "
+                "guide_dtype='float32'; use guide_impl='auto' or 'convs'."
+            )
+        self.guide = Guide(
+            c["hidden_activation"], guide_dtype, impl=guide_impl, seed=seed + 200, name="guide"
+        )
         # One attribute per block (not a list): tf.train.Checkpoint tracks named attributes.
         in_channels = TAP_CHANNELS[0]
         for b, filters in enumerate(BLOCK_FILTERS):
@@ -489,6 +504,7 @@ def build_model(
     adain_epsilon=1e-5,
     identity_init=True,
     guide_dtype="float32",
+    guide_impl="auto",
     soft_mask_mode="normalized",
     seed=0,
 ):
@@ -508,6 +524,8 @@ def build_model(
       adain_epsilon: ST-AdaIN epsilon inside the square root (1e-5).
       identity_init: Gamma starts near identity (True) [decision].
       guide_dtype: compute dtype of the guide convolutions, "float32" (default) or "bfloat16".
+      guide_impl: evaluation of the guide: "auto" (default; the exact fused 5x5 polyphase form when
+        hidden_activation is None and guide_dtype is float32, else the conv pair), "fused", "convs".
       soft_mask_mode: default soft grid mask mode, "normalized" [decision] or "paper".
       seed: int, seed of every initialiser (and of the random VGG when vgg_weights is None).
 
@@ -526,6 +544,7 @@ def build_model(
         adain_epsilon=adain_epsilon,
         identity_init=identity_init,
         guide_dtype=guide_dtype,
+        guide_impl=guide_impl,
         soft_mask_mode=soft_mask_mode,
         seed=seed,
     )
