@@ -8,8 +8,9 @@ Reductions (the paper does not state them; each is a gin choice, see docs/traini
 - content: mean over every element of the squared relu4_1 difference (JBL's MSE).
 - style: per layer, the squared L2 distance of the per-channel means plus that of the stds, divided by the
   number of channels (`style_channel_reduction="mean"`, AdaIN's reference MSE) or not (`"sum"`); summed
-  over relu1_1..relu4_1; averaged over the (batch, frame, region) triples whose clean region covers at
-  least `min_region_fraction` of the crop (an absent region has no statistics to match).
+  over relu1_1..relu4_1; averaged over the regions of each frame whose clean region covers at least
+  `min_region_fraction` of the crop (an absent region has no statistics to match), then over frames and
+  clips (a plain batch mean, so replicas of a distributed batch agree with one device).
 - Laplacian: per grid axis (x, y, depth) the mean over cells and coefficients of the squared forward
   difference between neighbours, summed over the three axes (`laplacian_reduction="mean"`); this is the
   six-connected sum per cell divided by 2 * cells * coefficients, up to the grid boundary. `"sum"` sums
@@ -153,7 +154,8 @@ def localized_style_loss(
       style_stds: list of L tensors `[N, K, C_i]`.
       channel_reduction: "mean" (squared L2 / C_i) or "sum" (squared L2).
       min_region_fraction: a (sample, region) pair counts only if its region covers at least this
-        fraction of the image; the loss averages over counted pairs (0 if none).
+        fraction of the image; the loss is the mean over samples of the mean over the sample's
+        counted regions (a sample without any counts 0).
 
     Returns:
       float32 scalar.
@@ -176,7 +178,12 @@ def localized_style_loss(
         )  # [N, K]
     fraction = tf.reduce_mean(region_masks, axis=[1, 2])  # [N, K]
     valid = tf.cast(fraction >= min_region_fraction, tf.float32)
-    return tf.reduce_sum(valid * per_pair) / tf.maximum(tf.reduce_sum(valid), 1.0)
+    # Mean over the valid regions of each sample, then over samples: a plain mean over the batch,
+    # so splitting the batch over replicas (and averaging) gives the same value.
+    per_sample = tf.reduce_sum(valid * per_pair, axis=-1) / tf.maximum(
+        tf.reduce_sum(valid, axis=-1), 1.0
+    )
+    return tf.reduce_mean(per_sample)
 
 
 def bilateral_laplacian_loss(grids, reduction="mean"):

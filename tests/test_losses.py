@@ -298,3 +298,22 @@ def test_gradients_reach_output_and_grids():
     grads = tape.gradient(total, list(outputs.values()))
     for g in grads:
         assert g is not None and np.isfinite(g.numpy()).all() and np.abs(g.numpy()).sum() > 0
+
+
+def test_style_loss_is_a_batch_mean_so_replica_splits_agree():
+    rng = _rng(17)
+    feats = [rng.normal(size=(4, 4, 4, 3)).astype(np.float32)]
+    regions = np.zeros((4, 8, 8, 2), np.float32)
+    regions[..., 1] = 1.0
+    regions[:2, :4, :, 0] = 1.0  # samples 0-1 have both regions, samples 2-3 only the background
+    s_mean = [rng.normal(size=(4, 2, 3)).astype(np.float32)]
+    s_std = [rng.uniform(size=(4, 2, 3)).astype(np.float32)]
+
+    def loss(sl):
+        return losses.localized_style_loss(
+            [f[sl] for f in feats], regions[sl], [m[sl] for m in s_mean], [s[sl] for s in s_std]
+        ).numpy()
+
+    whole = loss(slice(0, 4))
+    np.testing.assert_allclose(whole, (loss(slice(0, 2)) + loss(slice(2, 4))) / 2, rtol=1e-5)
+    np.testing.assert_allclose(whole, np.mean([loss(slice(i, i + 1)) for i in range(4)]), rtol=1e-5)

@@ -140,6 +140,18 @@ def test_build_model_argument_validation():
             models.build_model(**{"vgg_weights": None, "low_res": LOW, **kwargs})
 
 
+def test_build_model_is_gin_configurable():
+    import gin
+
+    with gin.unlock_config():
+        gin.parse_config(["build_model.low_res = 32", "build_model.grid_depth = 4"])
+    try:
+        m = models.build_model(vgg_weights=None)
+    finally:
+        gin.clear_config()
+    assert m.low_res == 32 and m.grid_shape == (2, 2, 4)
+
+
 def test_options_change_structure():
     m = models.build_model(
         vgg_weights=None,

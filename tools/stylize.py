@@ -165,11 +165,20 @@ def load_model(saved_model: str | None, workdir: str | None, checkpoint: str | N
         raise ValueError(
             "model: pass exactly one of --saved_model (an export) or --workdir (a run)."
         )
+    # Path checks first: they need no TensorFlow import.
+    if saved_model and not (pathlib.Path(saved_model) / "saved_model.pb").is_file():
+        raise ValueError(
+            f"saved_model: {saved_model!r} is not a SavedModel folder (no saved_model.pb); "
+            "write one with tools/export.py."
+        )
+    if workdir and not (pathlib.Path(workdir) / "operative_config.gin").is_file():
+        raise ValueError(
+            f"workdir: {workdir!r} is not a training workdir (no operative_config.gin); "
+            "train with tools/train.py or pass --saved_model."
+        )
     from lvst_tf import export
 
     if saved_model:
-        if not pathlib.Path(saved_model).is_dir():
-            raise ValueError(f"saved_model: {saved_model!r} is not a folder; run tools/export.py.")
         return export.SavedModelAdapter.from_path(saved_model)
     return export.load_model_from_workdir(workdir, checkpoint)
 
@@ -291,25 +300,49 @@ def _raise_on_sigterm(signum, frame):
     raise KeyboardInterrupt(f"signal {signum}")
 
 
+def prepare(
+    input=None, masks=None, styles=None, style_schedule=None, r=1, saved_model=None,
+    workdir=None, checkpoint=None, output=None, overwrite=True,
+):  # fmt: skip
+    """Checks every input (cheap checks first, the model last); returns what `run` needs.
+
+    Raises ValueError naming the flag for: unreadable input, masks that do not match the video in
+    count or size, unreadable or missing style images, a wrong number of styles, a bad schedule,
+    a bad output name, a missing model.
+    """
+    if not input:
+        raise ValueError("input: required (a video file or a folder of frames).")
+    if r < 1:
+        raise ValueError(f"r: must be an int >= 1; got {r}.")
+    reader = video_io.read_frames(input, argument="input")
+    output = check_output(output, reader, overwrite)
+    mask_sources = parse_masks(masks, reader)
+    style_images = read_styles(styles, "styles") if styles else None
+    schedule = parse_style_schedule(style_schedule)
+    check_style_counts(style_images, schedule, len(mask_sources) + 1)
+    model = load_model(saved_model, workdir, checkpoint)
+    return reader, output, mask_sources, style_images, schedule, model
+
+
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
     signal.signal(signal.SIGTERM, _raise_on_sigterm)
     try:
-        if not _INPUT.value:
-            raise ValueError("input: required (a video file or a folder of frames).")
-        if _R.value < 1:
-            raise ValueError(f"r: must be an int >= 1; got {_R.value}.")
-        reader = video_io.read_frames(_INPUT.value, argument="input")
-        output = check_output(_OUTPUT.value, reader, _OVERWRITE.value)
-        mask_sources = parse_masks(_MASKS.value, reader)
-        styles = read_styles(_STYLES.value, "styles") if _STYLES.value else None
-        schedule = parse_style_schedule(_STYLE_SCHEDULE.value)
-        check_style_counts(styles, schedule, len(mask_sources) + 1)
-        model = load_model(_SAVED_MODEL.value, _WORKDIR.value, _CHECKPOINT.value)
+        reader, output, mask_sources, styles, schedule, model = prepare(
+            input=_INPUT.value, masks=_MASKS.value, styles=_STYLES.value,
+            style_schedule=_STYLE_SCHEDULE.value, r=_R.value, saved_model=_SAVED_MODEL.value,
+            workdir=_WORKDIR.value, checkpoint=_CHECKPOINT.value, output=_OUTPUT.value,
+            overwrite=_OVERWRITE.value,
+        )  # fmt: skip
         from lvst_tf.inference import VideoStylizer
 
-        stylizer = VideoStylizer(model, r=_R.value, interpolation=_INTERPOLATION.value)
+        stylizer = VideoStylizer(
+            model,
+            r=_R.value,
+            interpolation=_INTERPOLATION.value,
+            soft_mask_mode=getattr(model, "soft_mask_mode", "normalized"),
+        )
         fps = _FPS.value if _FPS.value > 0 else reader.fps
         summary = run(
             reader, mask_sources, stylizer, styles, schedule, output, fps,
