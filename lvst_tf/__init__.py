@@ -9,6 +9,7 @@ Submodules (import the one you need; nothing heavy is imported here):
   lvst_tf.training   the gin-configurable training loop (`train`)
   lvst_tf.export     SavedModel wrappers with explicit signatures
   lvst_tf.metrics    warping error, masked colour statistics, leakage, gradient SSIM, Reinhard baseline
+  lvst_tf.evaluation the timing table and the quality report behind tools/eval.py
   lvst_tf.video_io   streaming video / frame-folder reading and atomic writing
 """
 

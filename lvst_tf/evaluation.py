@@ -722,7 +722,7 @@ def _format_value(value: float, column: str = "") -> str:
         return f"{value:.3e}"  # [0, 1]-scale squared errors: small numbers
     if column == "grad_ssim":
         return f"{value:.4f}"
-    return f"{value:.2f}"  # Lab / feature units
+    return f"{0.0 if abs(value) < 0.005 else value:.2f}"  # Lab / feature units; no "-0.00"
 
 
 def quality_markdown(rows: list[dict], columns: Sequence[str], header_lines: Sequence[str]) -> str:

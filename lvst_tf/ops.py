@@ -79,7 +79,14 @@ def _check_grid_guide(grid, guide, coeffs=None):
 
 
 def _dynamic_checks(grid, guide, image=None):
-    """Asserts for shapes only known at run time (no-ops under XLA, where shapes are static)."""
+    """Asserts for shapes only known at run time (no-ops under XLA, where shapes are static).
+
+    When every shape involved is fully static, the Python checks already covered them, and no assert
+    op is added (each eager op costs dispatch time on every frame).
+    """
+    tensors = [t for t in (grid, guide, image) if t is not None]
+    if all(t.shape.is_fully_defined() for t in tensors):
+        return []
     checks = [
         tf.debugging.assert_equal(
             tf.shape(grid)[0],
@@ -225,8 +232,10 @@ def bilateral_slice(grid, guide, impl="auto"):
     _check_grid_guide(grid, guide)
     if any(d is None for d in grid.shape[1:]):
         raise ValueError(f"`grid` needs static GH, GW, GD, C dimensions, got shape {grid.shape}.")
-    with tf.control_dependencies(_dynamic_checks(grid, guide)):
-        guide = tf.identity(guide)
+    checks = _dynamic_checks(grid, guide)
+    if checks:
+        with tf.control_dependencies(checks):
+            guide = tf.identity(guide)
     return (_slice_core if impl == "tf" else _slice_core_xla)(grid, guide)
 
 
@@ -262,8 +271,10 @@ def bilateral_slice_apply(grid, guide, image, impl="auto"):
         )
     if any(d is None for d in grid.shape[1:]):
         raise ValueError(f"`grid` needs static GH, GW, GD, 12 dimensions, got shape {grid.shape}.")
-    with tf.control_dependencies(_dynamic_checks(grid, guide, image)):
-        guide = tf.identity(guide)
+    checks = _dynamic_checks(grid, guide, image)
+    if checks:
+        with tf.control_dependencies(checks):
+            guide = tf.identity(guide)
     return (_slice_apply_core if impl == "tf" else _slice_apply_core_xla)(grid, guide, image)
 
 

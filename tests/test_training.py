@@ -98,3 +98,10 @@ def test_train_phases_rejects_a_string():
     gin.clear_config()
     with pytest.raises(ValueError, match="phases"):
         training.train_phases("unused", phases="end2end")
+
+
+def test_train_rejects_a_missing_dataset_before_work(tmp_path):
+    gin.clear_config()
+    with pytest.raises(ValueError, match="root"):
+        training.train(str(tmp_path / "run"), num_steps=3, data_root=str(tmp_path / "no_davis"))
+    assert not (tmp_path / "run").exists()

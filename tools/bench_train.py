@@ -6,8 +6,8 @@ r"""Training speed on this machine: steps/s of the training step and clips/s of 
 Measures, in one run: (1) the input pipeline alone (`make_train_dataset`, clips/s, after a warm-up
 batch), (2) the training step alone on one cached batch (steps/s, after the step is traced), (3) both
 together (steps/s end to end, as `train` runs them). Then prints the estimated wall-clock time of the
-paper schedule on a V100-class GPU: an ESTIMATE, scaled from the measured CPU step and stated with
-its basis (see docs/training.md). Timings are noisy on a shared machine; compare ratios within a run.
+paper schedule on a V100-class GPU: an ESTIMATE from the VGG-19 work per step (the dominant cost)
+and an assumed sustained GPU throughput, beside the paper's reported time (see docs/training.md). Timings are noisy on a shared machine; compare ratios within a run.
 """
 
 import os
@@ -66,7 +66,7 @@ def main(argv):
 
     strategy = tf.distribute.get_strategy()
     model = models.build_model()
-    variables = loop._select_variables(model, bindings.get("trainable", "all_but_mask_net"))
+    variables = loop._select_variables(model, bindings.get("trainable", "all"))
     optimizer = keras.optimizers.Adam(learning_rate=1e-4)
     optimizer.build(variables)
     step_fn, _ = loop.make_step_functions(model, optimizer, variables, strategy, batch_size)
@@ -94,26 +94,40 @@ def main(argv):
         num_steps = int(bindings.get("num_steps", 0))
         total = trace_s + num_steps * max(e2e_s, step_s)
         print(f"| quickstart ({num_steps} steps) estimated wall-clock | {total / 60:.1f} min |")
+    num_regions = int(dataset.element_spec["styles"].shape[1])
+    flops = step_gflops(crop, batch_size, clip_length, num_regions)
+    print(f"| VGG-19 work per step (estimated) | {flops:.0f} GFLOP -> {flops / step_s:.0f} GFLOP/s here |")
     print()
+    paper = step_gflops(256, 2, 5, 2)
+    gpu_s = paper / V100_EFFECTIVE_GFLOPS
     print(
-        "Paper schedule on a V100-class GPU (ESTIMATE, not measured): the paper reports about "
-        f"{PAPER_DAYS_REPORTED:g} days for {PAPER_STEPS:,} iterations (20k mask pre-training + 90k end "
-        f"to end) at 256x256, batch 2 x 5 frames, i.e. ~{PAPER_DAYS_REPORTED * 86400 / PAPER_STEPS:.1f}"
-        " s/iteration. This implementation's step does the same work per iteration (VGG-19 of 10 "
-        "outputs + 10 frames + 4 styles, 10 grid predictions); at the typical 20-40x GPU/2-core-CPU "
-        "throughput ratio for VGG-sized convolution workloads the paper-size step measured here "
-        "would take roughly the CPU time / 30 on a V100. Run this tool with "
-        '--gin_file=paper_end2end.gin --gin_bindings="build_model.vgg_weights=None" '
-        "--gin_bindings='train.data_root=\"samples\"' to measure the paper-size step on this CPU."
+        "Paper schedule on a V100-class GPU: ESTIMATE, not measured. Basis: the VGG-19 work "
+        f"(to relu4_1) dominates a step: {paper / 1000:.1f} TFLOP per paper-size step (256x256, "
+        f"batch 2 x 5 frames, 2 regions: {_images(2, 5, 2)} image-passes of {VGG_GFLOPS_256:.1f} GFLOP)."
+        f" At ~{V100_EFFECTIVE_GFLOPS / 1000:.0f} TFLOP/s sustained fp32 convolution throughput "
+        f"(about half a V100's peak) that is ~{gpu_s:.2f} s/step, i.e. ~"
+        f"{PAPER_STEPS * gpu_s / 3600:.0f} h for the {PAPER_STEPS:,} steps (20k mask pre-training + "
+        "90k end to end; phase 1 still runs the forward pass) if the input pipeline keeps up: it "
+        f"must deliver {2 / gpu_s:.1f} clips/s (DIS flow on 4 pairs per clip at 256x256). The paper "
+        f"reports about {PAPER_DAYS_REPORTED:g} days on one V100 (~"
+        f"{PAPER_DAYS_REPORTED * 86400 / PAPER_STEPS:.1f} s/iteration): plan for between the two."
     )
-    if "paper" in " ".join(_GIN_FILE.value):
-        gpu_s = step_s / 30.0
-        print(
-            f"Paper-size step here: {step_s:.1f} s on the CPU -> ~{gpu_s:.2f} s on a V100 (x1/30) -> "
-            f"~{PAPER_STEPS * gpu_s / 3600:.0f} h for {PAPER_STEPS:,} steps (mask pre-training steps "
-            "are cheaper; input pipeline must keep up: it needs >= "
-            f"{batch_size / gpu_s:.1f} clips/s, measured {clips_per_s:.2f} clips/s here)."
-        )
+
+
+# VGG-19 up to block4_conv1 at 256x256: 31.6 GFLOP (2 x multiply-adds of the 9 convolutions).
+VGG_GFLOPS_256 = 31.6
+V100_EFFECTIVE_GFLOPS = 7000.0
+
+
+def _images(batch, frames, regions):
+    # Per frame: VGG of the frame in the model, of the output and of the frame in the losses, and
+    # the backward pass through VGG for the output (~2 forward passes); per style: model + loss.
+    return batch * frames * 5 + batch * regions * 2
+
+
+def step_gflops(size, batch, frames, regions):
+    """VGG-19 GFLOP of one training step at `size` x `size` (the dominant cost)."""
+    return _images(batch, frames, regions) * VGG_GFLOPS_256 * (size / 256.0) ** 2
 
 
 if __name__ == "__main__":

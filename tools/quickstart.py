@@ -15,7 +15,7 @@ can be re-run by hand):
 Everything goes under --output_dir (default outputs/quickstart, git-ignored); the paths are printed
 at the end. IMPORTANT: offline, VGG-19 has seeded *random* weights (no ImageNet download) and the
 training set is four short sample clips, so the result shows the machinery, not the paper's
-quality. For that, train gin/paper.gin (ImageNet VGG-19 weights, DAVIS 2017): see docs/training.md.
+quality. For that, train gin/paper.gin (ImageNet VGG-19 weights, DAVIS 2017).
 """
 
 from __future__ import annotations
@@ -81,7 +81,7 @@ def _run(step: str, args: list[str], log_dir: pathlib.Path) -> None:
         for line in proc.stdout:
             f.write(line)
             # tqdm redraws with carriage returns: show the latest state only.
-            print(f"  | {line.rstrip().split(chr(13))[-1][-160:]}", flush=True)
+            print(f"  | {line.rstrip().split(chr(13))[-1][:300]}", flush=True)
         proc.wait()
     print(f"  ({time.time() - start:.0f} s; log {log})", flush=True)
     if proc.returncode != 0:

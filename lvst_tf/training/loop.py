@@ -133,7 +133,7 @@ def train(
     workdir,
     num_steps=gin.REQUIRED,
     strategy=None,
-    trainable="all_but_mask_net",
+    trainable="all",
     init_checkpoint=None,
     init_scope="mask_net",
     allow_untrained_mask_net=False,
@@ -227,14 +227,16 @@ def train(
             " so it would stay at its random initialisation: bind train.init_checkpoint to the phase-1"
             " workdir (or run gin/paper.gin, which chains the phases)."
         )
+    from lvst_tf import data  # noqa: PLC0415
+
+    # The clip source validates data_root / the split files before anything is built or written.
+    source = _make_source(data_root, train_split)
     strategy = strategy or tf.distribute.get_strategy()
     workdir = os.fspath(workdir)
     chief = _is_chief(strategy)
     tf.io.gfile.makedirs(workdir)
     keras.utils.set_random_seed(seed)
-
     with_flow = losses_lib.loss_needs_flow()
-    from lvst_tf import data  # noqa: PLC0415
 
     with strategy.scope():
         # Model bindings are read unscoped, so export can rebuild the model from the operative config
@@ -250,7 +252,6 @@ def train(
             optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
 
     # A throwaway dataset object only to learn the element shapes (nothing is read yet).
-    source = _make_source(data_root, train_split)
     probe = data.make_train_dataset(source, seed=seed, with_flow=with_flow)
     element_spec = probe.element_spec
     global_batch = int(element_spec["frames"].shape[0])
