@@ -33,6 +33,8 @@ setuptools.setup(
         "cpu": [f"tensorflow-cpu=={_TF}"],
         "gpu": [f"tensorflow[and-cuda]=={_TF}"],
         "dev": ["pytest>=8", "ruff>=0.6"],
+        # Only needed to view runs; training writes its events with core TensorFlow.
+        "tb": [f"tensorboard=={_TF[:4]}.0"],
     },
     classifiers=[
         "Programming Language :: Python :: 3.11",

@@ -96,7 +96,9 @@ def main(argv):
         print(f"| quickstart ({num_steps} steps) estimated wall-clock | {total / 60:.1f} min |")
     num_regions = int(dataset.element_spec["styles"].shape[1])
     flops = step_gflops(crop, batch_size, clip_length, num_regions)
-    print(f"| VGG-19 work per step (estimated) | {flops:.0f} GFLOP -> {flops / step_s:.0f} GFLOP/s here |")
+    print(
+        f"| VGG-19 work per step (estimated) | {flops:.0f} GFLOP -> {flops / step_s:.0f} GFLOP/s here |"
+    )
     print()
     paper = step_gflops(256, 2, 5, 2)
     gpu_s = paper / V100_EFFECTIVE_GFLOPS
