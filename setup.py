@@ -34,7 +34,7 @@ setuptools.setup(
         "gpu": [f"tensorflow[and-cuda]=={_TF}"],
         "dev": ["pytest>=8", "ruff>=0.6"],
         # Only needed to view runs; training writes its events with core TensorFlow.
-        "tb": [f"tensorboard=={_TF[:4]}.0"],
+        "tb": ["tensorboard==2.21.0"],
     },
     classifiers=[
         "Programming Language :: Python :: 3.11",
