@@ -30,11 +30,10 @@ import tensorflow as tf
 
 from lvst_tf import ops
 
-__all__ = ["VideoStylizer", "fast_guide", "supports_fast_guide"]
+__all__ = ["VideoStylizer"]
 
 _INTERPOLATIONS = ("linear", "hold")
 _SOFT_MASK_MODES = ("normalized", "paper")
-_RENDER_IMPLS = ("auto", "model")
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -197,117 +196,6 @@ def _validate_schedule(schedule: Any, num_styles: int | None) -> list[tuple[int,
 
 
 # ----------------------------------------------------------------------------------------------------
-# Render fast path: the guide's two linear-then-sigmoid 3x3 convolutions as one 5x5 convolution.
-# ----------------------------------------------------------------------------------------------------
-
-_S2D = 4  # space-to-depth block of the composed convolution
-
-
-def _s2d_index() -> np.ndarray:
-    """Index map from the 5x5x3 composed kernel to the 3x3 block kernel after space-to-depth.
-
-    A 5x5 'same' convolution with one output channel is a 3x3 'same' convolution over 4x4
-    space-to-depth blocks (48 -> 16 channels): oneDNN runs the latter about 3x faster on CPU than the
-    original 3 -> 16 -> 1 pair. Entry = flat index into the 75 kernel taps, or 75 (a zero).
-    """
-    bs = _S2D
-    idx = np.full((3, 3, bs * bs * 3, bs * bs), 75, np.int32)
-    for oy in range(bs):
-        for ox in range(bs):
-            for dy in range(-2, 3):
-                for dx in range(-2, 3):
-                    by, sy = divmod(oy + dy, bs)
-                    bx, sx = divmod(ox + dx, bs)
-                    for c in range(3):
-                        tap = ((dy + 2) * 5 + (dx + 2)) * 3 + c
-                        idx[by + 1, bx + 1, (sy * bs + sx) * 3 + c, oy * bs + ox] = tap
-    return idx
-
-
-_S2D_INDEX = _s2d_index()
-
-
-def _is_stock_render(model: Any) -> bool:
-    """True when `model.render` is `LocalizedStyleModel.render` (guide + bilateral_slice_apply)."""
-    try:
-        from lvst_tf.models.model import LocalizedStyleModel
-    except ImportError:
-        return False
-    return getattr(type(model), "render", None) is LocalizedStyleModel.render
-
-
-def supports_fast_guide(guide: Any) -> bool:
-    """Whether `guide` is the default Table 1 guide (3x3 linear G1, 3x3 sigmoid G2, float32)."""
-    try:
-        import keras
-
-        g1, g2 = guide.g1, guide.g2
-        for conv, act in ((g1, keras.activations.linear), (g2, keras.activations.sigmoid)):
-            if not isinstance(conv, keras.layers.Conv2D):
-                return False
-            if tuple(conv.kernel_size) != (3, 3) or tuple(conv.strides) != (1, 1):
-                return False
-            if conv.padding != "same" or tuple(conv.dilation_rate) != (1, 1) or not conv.use_bias:
-                return False
-            if conv.groups != 1 or conv.activation is not act or conv.compute_dtype != "float32":
-                return False
-        return g1.filters == g2.kernel.shape[2] and g2.filters == 1 and g1.kernel.shape[2] == 3
-    except (AttributeError, TypeError, ValueError):
-        return False
-
-
-def fast_guide(guide: Any, images: tf.Tensor) -> tf.Tensor:
-    """`guide(images)` for the default guide, computed as one composed convolution.
-
-    G2(G1(x)) with a linear G1 equals, away from the image border, sigmoid(conv5x5(x) + c) where the
-    5x5 kernel and c are built from the current weights (so it follows training or checkpoint
-    loading). On the one-pixel border ring the zero padding of G1's output differs, so that ring is
-    taken from the exact guide on 3-pixel strips. Agrees with `guide(images)` within ~1e-6.
-
-    Args:
-      guide: a layer for which `supports_fast_guide` is True.
-      images: `[N, H, W, 3]` float32 in [0, 1], any H, W.
-
-    Returns:
-      `[N, H, W]` float32 in [0, 1].
-    """
-    w1, b1 = guide.g1.kernel, guide.g1.bias  # [3, 3, 3, C], [C]
-    w2, b2 = guide.g2.kernel, guide.g2.bias  # [3, 3, C, 1], [1]
-    # K5[a + c, b + d] += W1[c, d] @ W2[a, b]: the composition of two 3x3 'same' convolutions.
-    prod = tf.einsum("cdih,abh->abcdi", w1, w2[..., 0])  # [3, 3, 3, 3, 3(in)]
-    k5 = tf.zeros([5, 5, 3])
-    for a in range(3):
-        for b in range(3):
-            k5 += tf.pad(prod[a, b], [[a, 2 - a], [b, 2 - b], [0, 0]])
-    const = b2[0] + tf.reduce_sum(w2[..., 0] * b1)
-    kernel = tf.gather(tf.concat([tf.reshape(k5, [-1]), [0.0]], 0), _S2D_INDEX)
-
-    shape = tf.shape(images)
-    height, width = shape[1], shape[2]
-
-    def composed():
-        pad_h = (-height) % _S2D
-        pad_w = (-width) % _S2D
-        # Zero padding to a multiple of the block equals the 'same' convolution's own zero padding.
-        x = tf.pad(images, [[0, 0], [0, pad_h], [0, pad_w], [0, 0]])
-        z = tf.nn.conv2d(tf.nn.space_to_depth(x, _S2D), kernel, 1, "SAME")
-        z = tf.nn.depth_to_space(z, _S2D)[:, :height, :width, 0]
-        z = tf.sigmoid(z + const)
-        top = guide(images[:, :3])[:, :1]
-        bottom = guide(images[:, -3:])[:, -1:]
-        left = guide(images[:, :, :3])[:, 1:-1, :1]
-        right = guide(images[:, :, -3:])[:, 1:-1, -1:]
-        middle = tf.concat([left, z[:, 1:-1, 1:-1], right], axis=2)
-        return tf.concat([top, middle, bottom], axis=1)
-
-    return tf.cond(
-        tf.logical_and(height >= 4, width >= 4),
-        composed,
-        lambda: tf.cast(guide(images), tf.float32),
-    )
-
-
-# ----------------------------------------------------------------------------------------------------
 # The stylizer.
 # ----------------------------------------------------------------------------------------------------
 
@@ -320,8 +208,8 @@ def _concat_stats(parts: Sequence[dict[str, tf.Tensor]]) -> dict[str, tf.Tensor]
 class _Traced:
     """`predict_grids` and `render` of one model as traced functions, shared by its stylizers.
 
-    Signatures are relaxed to any frame size and any K, so each function is traced once per option
-    (soft-mask mode for `predict`, fast path or not for `render`). Autograph is off: the model's
+    Signatures are relaxed to any frame size and any K, so each function is traced once (`predict`
+    once per soft-mask mode). Autograph is off: the model's
     methods are plain graph code (autograph's conversion of Keras internals fails). The model is
     held by a weak reference so the cache below does not keep it alive.
     """
@@ -386,16 +274,12 @@ class _Traced:
             self._fns[("encode",)] = fn
         return fn(style)
 
-    def render(self, grids, frame, fast):
+    def render(self, grids, frame):
         """grids `[1, GH, GW, GD, 12]`, frame `[1, H, W, 3]` -> `[1, H, W, 3]`, not clipped."""
-        key = ("render", fast)
-        fn = self._fns.get(key)
+        fn = self._fns.get(("render",))
         if fn is None:
 
             def render(grids, frame):
-                if fast:
-                    guide = fast_guide(self.model.guide, frame)
-                    return ops.bilateral_slice_apply(grids, guide, frame)
                 return self.model.render(grids, frame)
 
             specs = [
@@ -403,15 +287,15 @@ class _Traced:
                 tf.TensorSpec([None, None, None, 3], tf.float32),
             ]
             fn = tf.function(render, input_signature=specs, autograph=False)
-            self._fns[key] = fn
+            self._fns[("render",)] = fn
         return fn(grids, frame)
 
-    def tracing_counts(self, soft_mask_mode, fast) -> dict[str, int]:
+    def tracing_counts(self, soft_mask_mode) -> dict[str, int]:
         keys = {
             "encode": ("encode",),
             "predict_first": ("predict_first", soft_mask_mode),
             "predict_next": ("predict_next", soft_mask_mode),
-            "render": ("render", fast),
+            "render": ("render",),
         }
         return {
             name: self._fns[key].experimental_get_tracing_count() if key in self._fns else 0
@@ -446,9 +330,6 @@ class VideoStylizer:
         `"hold"` (causal: every frame is output as soon as it arrives with the last keyframe's grid;
         the last frame is then not a keyframe).
       soft_mask_mode: passed to `model.predict_grids` (`"normalized"` or `"paper"`, METHOD section 5).
-      render_impl: `"auto"` (default): with the default guide (linear G1, sigmoid G2, float32) the
-        full-res guide runs as one composed 5x5 convolution (`fast_guide`, ~3-5x faster on CPU,
-        equal to `model.render` within ~1e-6); otherwise, or with `"model"`, `model.render` is used.
 
     Styles are encoded once each per call (an image used by several schedule entries once). The
     ST-AdaIN state is carried from keyframe to keyframe and reset at the start of every `stylize` /
@@ -462,7 +343,6 @@ class VideoStylizer:
         r: int = 1,
         interpolation: str = "linear",
         soft_mask_mode: str = "normalized",
-        render_impl: str = "auto",
     ):
         for method in ("encode_styles", "predict_grids", "render"):
             if not callable(getattr(model, method, None)):
@@ -480,29 +360,18 @@ class VideoStylizer:
             raise ValueError(
                 f"soft_mask_mode must be one of {_SOFT_MASK_MODES}; got {soft_mask_mode!r}."
             )
-        if render_impl not in _RENDER_IMPLS:
-            raise ValueError(f"render_impl must be one of {_RENDER_IMPLS}; got {render_impl!r}.")
         self.model = model
-        self.render_impl = render_impl
-        # The fast path re-implements `LocalizedStyleModel.render` exactly (guide + slice/apply);
-        # a model that overrides `render`, or a non-default guide, always uses `model.render`.
-        fast_render = (
-            render_impl == "auto"
-            and _is_stock_render(model)
-            and supports_fast_guide(getattr(model, "guide", None))
-        )
         self.r = int(r)
         self.interpolation = interpolation
         self.soft_mask_mode = soft_mask_mode
         self._style_cache: dict[int, tuple[np.ndarray, dict[str, tf.Tensor]]] = {}
 
-        self.fast_render = fast_render  # whether the composed-guide render fast path is used
         self._traced = _traced_for(model)
 
     def tracing_counts(self) -> dict[str, int]:
         """Traces of each traced piece: at most one per model and option, whatever the frame sizes,
         K, or number of calls and stylizers (tests check it)."""
-        return self._traced.tracing_counts(self.soft_mask_mode, self.fast_render)
+        return self._traced.tracing_counts(self.soft_mask_mode)
 
     # -- styles --------------------------------------------------------------------------------------
 
@@ -706,7 +575,7 @@ class VideoStylizer:
             return out["grids"]
 
         def render(grids, frame_t):
-            out = self._traced.render(grids, frame_t, self.fast_render).numpy()[0]
+            out = self._traced.render(grids, frame_t).numpy()[0]
             np.clip(out, 0.0, 1.0, out=out)  # the only clipping of the pipeline (METHOD section 2)
             return out
 

@@ -8,11 +8,9 @@ import contextlib
 
 import numpy as np
 import pytest
-import tensorflow as tf
 
-from lvst_tf.inference import VideoStylizer, fast_guide, supports_fast_guide
+from lvst_tf.inference import VideoStylizer
 from lvst_tf.models import build_model
-from lvst_tf.models.guide import Guide
 
 H, W = 48, 64
 
@@ -252,36 +250,6 @@ def test_traces_are_bounded(model):
     assert counts == {"encode": 1, "predict_first": 1, "predict_next": 1, "render": 1}, counts
 
 
-@pytest.mark.parametrize("size", [(1, 1), (2, 5), (3, 3), (4, 4), (5, 7), (37, 53), (64, 96)])
-def test_fast_guide_matches_guide(size):
-    guide = Guide(seed=3)
-    guide.build()
-    rng = np.random.default_rng(0)
-    for v in guide.trainable_variables:  # larger weights than the init, so every tap matters
-        v.assign(rng.normal(0, 0.3, v.shape).astype(np.float32))
-    assert supports_fast_guide(guide)
-    images = tf.constant(rng.random((2, *size, 3)), tf.float32)
-    np.testing.assert_allclose(fast_guide(guide, images), guide(images), atol=2e-6)
-
-
-def test_fast_guide_only_for_the_linear_guide():
-    relu = Guide(hidden_activation="relu")
-    relu.build()
-    assert not supports_fast_guide(relu)
-    assert not supports_fast_guide(None)
-
-
-def test_fast_render_matches_model_render(model):
-    frames, masks = _video(3, 61, 87)
-    styles = _styles(2)
-    fast = VideoStylizer(model, r=2)
-    slow = VideoStylizer(model, r=2, render_impl="model")
-    assert fast.fast_render and not slow.fast_render
-    np.testing.assert_allclose(
-        fast.stylize(frames, masks, styles), slow.stylize(frames, masks, styles), atol=1e-5
-    )
-
-
 # ---------------------------------------------------------------------------------------------
 # Bad inputs: a ValueError naming the argument, before any work.
 
@@ -376,7 +344,6 @@ def test_bad_inputs_raise(model, case, monkeypatch):
         ({"r": 2.5}, "r must be an int"),
         ({"interpolation": "cubic"}, "interpolation must be one of"),
         ({"soft_mask_mode": "hard"}, "soft_mask_mode must be one of"),
-        ({"render_impl": "gpu"}, "render_impl must be one of"),
     ],
 )
 def test_bad_constructor_arguments(model, kwargs, match):

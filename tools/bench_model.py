@@ -7,9 +7,9 @@ For every size (H x W, batch 1) it times, in one process with the pieces interle
 ratios share the machine's load (median of the repeats, seconds per frame):
   - predict: `predict_grids` on one keyframe (the low-res stream, incl. resizing the full-res frame
     and mask to low_res; steady state, i.e. with the previous keyframe's ST-AdaIN state);
-  - render: the full-res render `VideoStylizer` runs (guide + `bilateral_slice_apply`; with the
-    default guide the composed-convolution fast path, see lvst_tf/inference.py), and its two parts,
-    the guide alone and the slice/apply alone, plus `model.render` (the plain two-conv guide);
+  - render: the full-res render `VideoStylizer` runs (`model.render`: guide + `bilateral_slice_apply`)
+    and its two parts, the guide alone and the slice/apply alone, plus the same guide weights run as
+    the plain G1, G2 convolution pair (`Guide(impl="convs")`) for comparison;
   - floor: the bandwidth floor of the ops benchmark, a fused (XLA) `image * guide[..., None] + c`.
 The Table 2 rows are then r = 1: predict + render, r = 8: predict / 8 + render. With
 `--end_to_end_frames N` it also times `VideoStylizer.stream` over N frames at the first size for
@@ -65,7 +65,7 @@ def bench_size(stylizer, stats, state, height, width, repeats):
     import tensorflow as tf
 
     from lvst_tf import ops
-    from lvst_tf.inference import fast_guide
+    from lvst_tf.models.guide import Guide
 
     model = stylizer.model
     traced = stylizer._traced  # the very functions the stylizer runs
@@ -77,20 +77,21 @@ def bench_size(stylizer, stats, state, height, width, repeats):
     grids = traced.predict(frame, mask, stats, state, stylizer.soft_mask_mode)["grids"]
     guide = tf.constant(rng.random((1, height, width), dtype=np.float32))
 
+    # The same weights evaluated as the plain G1, G2 convolution pair, for comparison.
+    convs = Guide(hidden_activation=model.guide.hidden_activation, impl="convs")
+    convs.set_weights(model.guide.get_weights())
     guide_model = tf.function(lambda x: model.guide(x), autograph=False)
-    guide_fast = tf.function(lambda x: fast_guide(model.guide, x), autograph=False)
+    guide_convs = tf.function(lambda x: convs(x), autograph=False)
     slice_apply = tf.function(ops.bilateral_slice_apply, autograph=False)
-    render_model = tf.function(model.render, autograph=False)
     floor = tf.function(lambda i, g: i * g[..., None] + 0.25, jit_compile=True)
 
     pieces = {
         "predict": lambda: traced.predict(frame, mask, stats, state, stylizer.soft_mask_mode)[
             "grids"
         ],
-        "render": lambda: traced.render(grids, frame, stylizer.fast_render),
-        "render_model": lambda: render_model(grids, frame),
+        "render": lambda: traced.render(grids, frame),
         "guide_model": lambda: guide_model(frame),
-        "guide_fast": lambda: guide_fast(frame),
+        "guide_convs": lambda: guide_convs(frame),
         "slice_apply": lambda: slice_apply(grids, guide, frame),
         "floor": lambda: floor(frame, guide),
     }
@@ -149,18 +150,17 @@ def format_tables(sizes, results, end_to_end, e2e_size, low_res):
     lines.append("|---|" + "---|" * len(cols))
     for name, label in [
         ("predict", "predict_grids (keyframe)"),
-        ("render", "render (VideoStylizer)"),
-        ("render_model", "model.render (two-conv guide)"),
-        ("guide_fast", "guide, composed 5x5 (fast path)"),
-        ("guide_model", "guide, G1 + G2 (model)"),
+        ("render", "render (guide + slice/apply)"),
+        ("guide_model", "guide (model, impl auto)"),
+        ("guide_convs", "guide as the plain G1, G2 convs"),
         ("slice_apply", "bilateral_slice_apply"),
         ("floor", "bandwidth floor"),
     ]:
         row(label, [res[name] for res in results])
     row("render / floor", [res["render"] / res["floor"] for res in results], "{:.1f}x")
     row(
-        "model.render / render",
-        [res["render_model"] / res["render"] for res in results],
+        "plain convs / guide",
+        [res["guide_convs"] / res["guide_model"] for res in results],
         "{:.2f}x",
     )
     row("r = 1 / r = 8 speed-up", [a / b for a, b in zip(r1, r8)], "{:.2f}x")
@@ -208,7 +208,6 @@ def main(argv):
     rng = np.random.default_rng(2)
     styles = [rng.random((300, 400, 3), dtype=np.float32) for _ in range(_NUM_REGIONS.value)]
     stylizer = VideoStylizer(model, r=1)
-    logging.info("render fast path: %s", stylizer.fast_render)
     stats = stylizer._encode_schedule(styles, None)[0][1]  # encoded as the stylizer does
     # Steady-state predict: a previous keyframe's ST-AdaIN state.
     first = np.zeros((1, 64, 64, 3), np.float32)

@@ -225,10 +225,15 @@ class VGGEncoder(keras.layers.Layer):
     Args:
       weights: "imagenet", a path to an h5 weights file (either Keras layout), or None (seeded random).
       seed: int, the seed of the random initialisation when `weights` is None.
+      **kwargs: Keras layer arguments. Mixed precision: the VGG convolutions follow the global policy
+        in force when the encoder is built (float16 compute under "mixed_float16"), but this layer's
+        own `dtype` defaults to "float32": the caffe preprocessing runs in float32 and the four taps
+        are returned as float32 (the losses and the ST-AdaIN statistics read them).
     """
 
     def __init__(self, weights="imagenet", seed=0, **kwargs):
         kwargs.setdefault("trainable", False)
+        kwargs.setdefault("dtype", "float32")
         super().__init__(**kwargs)
         if weights is not None and not isinstance(weights, (str, os.PathLike)):
             raise ValueError(
@@ -280,7 +285,8 @@ class VGGEncoder(keras.layers.Layer):
             raise ValueError(f"`images` must be [N, h, w, 3], got shape {images.shape}.")
         if images.shape[-1] is not None and images.shape[-1] != 3:
             raise ValueError(f"`images` must have 3 channels ([N, h, w, 3]), got {images.shape}.")
-        return list(self.trunk(self.preprocess(images), training=False))
+        taps = self.trunk(self.preprocess(images), training=False)
+        return [tf.cast(t, tf.float32) for t in taps]  # no-op unless the trunk is mixed
 
     def compute_output_shape(self, input_shape):
         n, h, w = input_shape[0], input_shape[1], input_shape[2]

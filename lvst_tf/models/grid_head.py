@@ -32,6 +32,10 @@ class GridHead(keras.layers.Layer):
       identity_init: Gamma bias = identity per depth cell and a small kernel (Glorot * 1e-2), so an
         untrained model outputs about its input (decision). False: Glorot kernel, zero bias.
       seed: int, seed of the kernel initialisers.
+
+    Mixed precision: L1, L2, F follow the global policy; Gamma is always a float32 layer (its input is
+    cast up), so the coefficients, whose identity part is 1 + small, keep float32 resolution; the grid
+    is float32 [decision].
     """
 
     def __init__(
@@ -68,7 +72,12 @@ class GridHead(keras.layers.Layer):
                 "bias_initializer": keras.initializers.Constant(identity_bias(self.grid_depth)),
             }
         self.gamma = _common.conv(
-            NUM_COEFFS * self.grid_depth, 1, "gamma", seed=self.seed + 3, **gamma_kwargs
+            NUM_COEFFS * self.grid_depth,
+            1,
+            "gamma",
+            seed=self.seed + 3,
+            dtype="float32",
+            **gamma_kwargs,
         )
         # Input channels are known from the arguments: build now, so weights exist at once.
         self.build()
@@ -94,7 +103,7 @@ class GridHead(keras.layers.Layer):
             raise ValueError(
                 f"GridHead input must have {self.in_channels} channels, got shape {x.shape}."
             )
-        y = self.gamma(self.f(self.l2(self.l1(x))))
+        y = tf.cast(self.gamma(self.f(self.l2(self.l1(x)))), tf.float32)
         shape = tf.shape(y)
         grid = tf.reshape(y, [shape[0], shape[1], shape[2], self.grid_depth, NUM_COEFFS])
         # Keep the static spatial sizes for callers that need them (the ops require static GH, GW).

@@ -56,11 +56,17 @@ class Guide(keras.layers.Layer):
         docstring) or "convs" (the two Conv2D layers as written). The weights are the same Conv2D
         pair in every case; only the evaluation differs.
       seed: int, seed of the kernel initialisers.
+      **kwargs: Keras layer arguments. The layer's own `dtype` policy defaults to "float32" whatever
+        the global policy: the guide is always float32 in and out (its convolutions use
+        `compute_dtype`), since it sets the depth coordinate of bilateral slicing.
     """
 
     def __init__(
         self, hidden_activation=None, compute_dtype="float32", impl="auto", seed=0, **kwargs
     ):
+        # Not the global policy: under "mixed_float16" the images would be rounded to float16 on
+        # entry and the fused kernel would read float16 weights.
+        kwargs.setdefault("dtype", "float32")
         super().__init__(**kwargs)
         self.hidden_activation = _common.check_activation(hidden_activation, "hidden_activation")
         self.compute_dtype_name = _common.check_dtype(compute_dtype, "compute_dtype")

@@ -17,6 +17,8 @@ class MaskNet(keras.layers.Layer):
       hidden_activation: activation of M1 and M2; None (default) reads the table's "act -" as no
         activation [decision, gin `build_model.hidden_activation`].
       seed: int, seed of the kernel initialisers.
+
+    Mixed precision: the convolutions follow the global policy; the output is cast to float32.
     """
 
     def __init__(self, hidden_activation=None, seed=0, **kwargs):
@@ -45,7 +47,7 @@ class MaskNet(keras.layers.Layer):
             raise ValueError(
                 f"MaskNet input must have 4 channels (RGB + mask), got shape {inputs.shape}."
             )
-        return self.m3(self.m2(self.m1(tf.cast(inputs, tf.float32))))
+        return tf.cast(self.m3(self.m2(self.m1(tf.cast(inputs, tf.float32)))), tf.float32)
 
     def compute_output_shape(self, input_shape):
         return (*input_shape[:3], 1)

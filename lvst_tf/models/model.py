@@ -6,6 +6,14 @@ enhanced masks; VGG features of the frame are computed once; the splatting block
 once per region (the K regions batched as B * K, weights shared across regions), each with its region
 mask and its style's statistics; the K grids are blended with soft grid masks built from the low-res
 guide; the full-resolution frame is rendered with the full-resolution guide and bilateral slicing.
+
+Mixed precision (`keras.mixed_precision.set_global_policy("mixed_float16")` before `build_model`): the
+convolutions of MaskNet, the VGG trunk, the splatting blocks and L1/L2/F of the grid head compute in
+float16 with float32 variables; everything else is float32: the model's own policy (so its inputs are
+not rounded to float16), ST-AdaIN (statistics, affine map, temporal blend, state), the style
+statistics, the VGG taps, the mask outputs, Gamma and the grids, the guide, the soft grid masks and
+bilateral slicing. Every tensor at the API boundary (`call`, `encode_styles`, `predict_grids`,
+`render`) is float32; train with a `keras.optimizers.LossScaleOptimizer`.
 """
 
 import os
@@ -109,6 +117,9 @@ class LocalizedStyleModel(keras.Model):
         seed=0,
         **kwargs,
     ):
+        # The model's own policy is float32 even under a mixed global policy: Keras would otherwise
+        # round the input frames to float16 before `call` (sub-layers keep the global policy).
+        kwargs.setdefault("dtype", "float32")
         super().__init__(**kwargs)
         low_res = _common.check_positive_int(low_res, "low_res")
         if low_res % GRID_CELL:
@@ -360,7 +371,7 @@ class LocalizedStyleModel(keras.Model):
         feats = [tf.repeat(f, num_regions, axis=0) for f in feats]
 
         def flat_stats(key):
-            value = tf.convert_to_tensor(style_stats[key], tf.float32)
+            value = tf.cast(tf.convert_to_tensor(style_stats[key]), tf.float32)
             value = tf.broadcast_to(value, tf.stack([batch, num_regions, tf.shape(value)[2]]))
             return tf.reshape(value, [-1, value.shape[-1] or tf.shape(value)[-1]])
 
@@ -378,7 +389,8 @@ class LocalizedStyleModel(keras.Model):
             )
             for i, y in ((i0, y0), (i1, y1)):
                 new_state[f"state_{i}"] = tf.reshape(
-                    y, tf.concat([[batch, num_regions], tf.shape(y)[1:]], axis=0)
+                    tf.cast(y, tf.float32),  # float32 at the API boundary (a no-op by default)
+                    tf.concat([[batch, num_regions], tf.shape(y)[1:]], axis=0),
                 )
         gh, gw, gd = self.grid_shape
         region_grids = self.head(c)  # [B * K, GH, GW, GD, 12]
@@ -416,7 +428,7 @@ class LocalizedStyleModel(keras.Model):
                 raise ValueError(f"`state` lacks key {key!r}; pass None for the first frame.")
             if state[key] is None:
                 raise ValueError(f"`state[{key!r}]` is None; pass state=None for the first frame.")
-            value = tf.convert_to_tensor(state[key], tf.float32)
+            value = tf.cast(tf.convert_to_tensor(state[key]), tf.float32)
             if value.shape.rank != 5 or value.shape[-1] not in (None, channels[i]):
                 raise ValueError(
                     f"`state[{key!r}]` must be [B, K, h, w, {channels[i]}], got {value.shape}."
@@ -441,7 +453,7 @@ class LocalizedStyleModel(keras.Model):
         """
         frames = _as_image(frames, "frames")
         _check_rank(frames, 4, "frames", "[B, H, W, 3]")
-        grids = tf.convert_to_tensor(grids, tf.float32)
+        grids = tf.cast(tf.convert_to_tensor(grids), tf.float32)
         _check_rank(grids, 5, "grids", "[B, GH, GW, GD, 12]")
         return ops.bilateral_slice_apply(grids, self.guide(frames), frames)
 

@@ -9,6 +9,10 @@ its own output scale:
   c_out = S_b3(concat(b_c, t)), s_out = S_b3(concat(b_s, vs))   S_b3: 3x3, relu, shared [paper]
 The style path never depends on the content, so the style side is run once per style image and
 represented only by the statistics of a_s and vs (what the two ST-AdaIN layers consume).
+
+Mixed precision: the convolutions follow the global policy (float16 compute under "mixed_float16"),
+the ST-AdaIN layers and the style statistics are float32 (see st_adain.py); each concatenation casts
+its second operand to the dtype of the convolution output it joins.
 """
 
 import keras
@@ -37,6 +41,7 @@ class SplattingBlock(keras.layers.Layer):
         statistics `[N, C]`.
       content_path(c, vc, mask, style_stats, states) -> (c_out, [state_a, state_v]); mask `[N, h, w]`
         at any resolution; states: [y~ of a_c', y~ of t] of the previous frame or [None, None].
+        The returned states are the ST-AdaIN outputs (float32 with their default policy).
       call(c, s, vc, vs, mask) -> (c_out, s_out): both paths for one frame without temporal state.
     """
 
@@ -109,7 +114,7 @@ class SplattingBlock(keras.layers.Layer):
         if not compute_output:
             return None, moments
         b_s = self.s2_style(a_s)
-        return self.s3(tf.concat([b_s, vs], axis=-1)), moments
+        return self.s3(tf.concat([b_s, tf.cast(vs, b_s.dtype)], axis=-1)), moments
 
     def content_path(self, c, vc, mask, style_stats, states=(None, None)):
         self._check(c, self.in_channels, "c")
@@ -118,7 +123,7 @@ class SplattingBlock(keras.layers.Layer):
         a_c = self.adain_block(self.s1(c), mask, mean_a, std_a, states[0])
         b_c = self.s2_content(a_c)
         t = self.adain_vgg(vc, mask, mean_v, std_v, states[1])
-        c_out = self.s3(tf.concat([b_c, t], axis=-1))
+        c_out = self.s3(tf.concat([b_c, tf.cast(t, b_c.dtype)], axis=-1))
         return c_out, [a_c, t]
 
     def call(self, c, s, vc, vs, mask):

@@ -6,6 +6,13 @@ eps inside the square root) and mu_s, sigma_s are the statistics of the style fe
 style image. Temporal blend: y~_t = (1 - alpha) y_t + alpha y~_{t-1}, y~_0 = y_0, alpha = sigmoid(a),
 one learnable scalar `a` per layer; the state y~ is per layer and per region and is carried by the
 caller (explicit state, so a SavedModel can stay stateless).
+
+Mixed precision: the layer's dtype policy defaults to "float32" whatever the global policy is, so under
+"mixed_float16" its inputs (a float16 feature, float32 masks and style statistics) are cast to float32,
+the statistics (mean, var, eps, sqrt), the affine map and the temporal blend run in float32, and the
+output / next state is float32 (the following convolution casts it to its own compute dtype). An
+explicit `dtype=` policy is honoured: the maths still runs in float32 and the output is cast to the
+layer's compute dtype.
 """
 
 import math
@@ -91,9 +98,13 @@ class STAdaIN(keras.layers.Layer):
         trainable scalar).
       alpha_init: initial alpha = sigmoid(a) in (0, 1) [decision: 0.5, i.e. a = 0].
       epsilon: added to the variance inside the square root (1e-5).
+      **kwargs: Keras layer arguments; `dtype` defaults to "float32" (see the module docstring).
     """
 
     def __init__(self, temporal=True, alpha_init=0.5, epsilon=DEFAULT_EPSILON, **kwargs):
+        # Statistics of float16 features are fragile (var of large activations, eps = 1e-5 below
+        # float16 resolution): the layer is float32 by default even under a mixed global policy.
+        kwargs.setdefault("dtype", "float32")
         super().__init__(**kwargs)
         self.temporal = _common.check_bool(temporal, "temporal")
         if not isinstance(alpha_init, (int, float)) or not 0.0 < float(alpha_init) < 1.0:
@@ -120,7 +131,7 @@ class STAdaIN(keras.layers.Layer):
         """The temporal blend weight sigmoid(a) (0 when the temporal blend is off)."""
         if not self.temporal:
             return tf.constant(0.0)
-        return tf.sigmoid(tf.convert_to_tensor(self.blend_logit))
+        return tf.sigmoid(tf.cast(tf.convert_to_tensor(self.blend_logit), tf.float32))
 
     def adain(self, x, mask, style_mean, style_std):
         """Masked AdaIN without the temporal blend: y_t."""
@@ -132,10 +143,13 @@ class STAdaIN(keras.layers.Layer):
         mask = resize_mask(mask, size)
         mean, std = masked_moments(x, mask, self.epsilon)
         normalized = (x - mean[:, None, None, :]) / std[:, None, None, :]
+        style_std = tf.cast(style_std, tf.float32)
+        style_mean = tf.cast(style_mean, tf.float32)
         return normalized * style_std[:, None, None, :] + style_mean[:, None, None, :]
 
     def blend(self, y, state):
         """y~_t = (1 - alpha) y_t + alpha y~_{t-1}; y~_0 = y_0 (state None or with zero elements)."""
+        y = tf.cast(y, tf.float32)
         if not self.temporal or not _has_state(state):
             return y
         alpha = self.alpha
@@ -150,7 +164,8 @@ class STAdaIN(keras.layers.Layer):
         )
 
     def call(self, x, mask, style_mean, style_std, state=None):
-        return self.blend(self.adain(x, mask, style_mean, style_std), state)
+        y = self.blend(self.adain(x, mask, style_mean, style_std), state)
+        return tf.cast(y, self.compute_dtype)  # a no-op with the default float32 policy
 
     @classmethod
     def from_config(cls, config):
