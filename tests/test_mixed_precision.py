@@ -104,8 +104,8 @@ def test_mixed_model_matches_float32_and_trains(mixed_policy):
         assert value.dtype == tf.float32, key
     # Tolerances: float16 rounds to 2^-11 ~ 4.9e-4 relative; the ~15 float16 layers accumulate a
     # few of those, while every ST-AdaIN renormalises in float32, so errors do not grow with depth.
-    # Measured: output 1.0e-3, masks 6e-4, grid masks 3e-4, style statistics 6e-4 relative; the
-    # bounds leave ~5-10x headroom.
+    # Measured max errors (low_res 32 / 64): output and grids <= 1.0e-3, masks 6e-4, grid masks
+    # 3e-4, style statistics 8e-4 relative; the bounds leave 5-10x headroom.
     np.testing.assert_allclose(out["output"], ref_out["output"], atol=1e-2)
     np.testing.assert_allclose(out["grids"], ref_out["grids"], atol=1e-2)
     np.testing.assert_allclose(out["enhanced_masks"], ref_out["enhanced_masks"], atol=5e-3)
@@ -114,7 +114,7 @@ def test_mixed_model_matches_float32_and_trains(mixed_policy):
         scale = np.abs(ref_stats[key].numpy()).max()
         np.testing.assert_allclose(stats[key] / scale, ref_stats[key] / scale, atol=5e-3)
 
-    # Unscaled float16 gradients point the same way as the float32 ones (measured cosine 0.99994).
+    # Unscaled float16 gradients point the same way as the float32 ones (measured cosine > 0.9999).
     pairs = [(g, r) for g, r in zip(grads, ref_grads) if r is not None]
     assert all(g is not None for g, _ in pairs)
     flat = np.concatenate([g.numpy().ravel() for g, _ in pairs]) / float(scaled / loss)
