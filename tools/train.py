@@ -3,7 +3,7 @@ r"""Trains the localized video style transfer model (METHOD §7-8) from gin conf
 A thin absl main over `lvst_tf.training`; all hyperparameters live in gin (see docs/training.md).
 
 Examples (from the repository root):
-  python tools/train.py --gin_file=gin/quickstart.gin --workdir=/tmp/lvst_quickstart
+  python tools/train.py --gin_file=gin/quickstart.gin --workdir=runs/quickstart
   python tools/train.py --gin_file=paper.gin --workdir=runs/paper \
       --gin_bindings='train.data_root="/data/DAVIS"' --strategy=mirrored
 
