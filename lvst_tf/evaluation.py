@@ -290,19 +290,9 @@ def _timing_functions(loaded: LoadedModel):
     model = loaded.model
     if loaded.kind == "saved_model":
         return model.predict_grids, model.render
-    from lvst_tf import inference, ops
-    from lvst_tf.models.model import LocalizedStyleModel
 
-    # The render VideoStylizer runs ("auto": the composed guide when the model has the stock one).
-    fast = type(model).render is LocalizedStyleModel.render and inference.supports_fast_guide(
-        getattr(model, "guide", None)
-    )
-
+    # The render VideoStylizer runs: the model's own (its guide picks the fastest exact form).
     def render_fn(grids, frames):
-        if fast:
-            return ops.bilateral_slice_apply(
-                grids, inference.fast_guide(model.guide, frames), frames
-            )
         return model.render(grids, frames)
 
     def predict_fn(frames, masks, stats, state):
