@@ -109,7 +109,9 @@ _CHILD = textwrap.dedent(
     """
     import sys
     sys.meta_path[:] = [f for f in sys.meta_path if "editable" not in str(getattr(f, "__module__", ""))]
-    sys.path[:] = [p for p in sys.path if p not in ("", ".") and not p.startswith(REPO)]
+    import os
+    # Drop the repository itself (not a virtualenv that may live inside it).
+    sys.path[:] = [p for p in sys.path if p not in ("", ".") and os.path.realpath(p) != REPO]
     try:
         import lvst_tf  # noqa
         raise SystemExit("lvst_tf is importable in the child")
