@@ -34,6 +34,7 @@ import numpy as np
 from absl import logging
 
 from lvst_tf import metrics
+from lvst_tf.fileio import write_atomic
 
 DEFAULT_RESOLUTIONS = ((512, 512), (1024, 1024), (2000, 2000), (3000, 4000))
 DEFAULT_RS = (1, 8)
@@ -183,12 +184,6 @@ def load_model(
 
 # ---------------------------------------------------------------------------------------------------
 # Small utilities.
-
-
-def _atomic_write(path: pathlib.Path, data: bytes | str) -> None:
-    from lvst_tf.data import image_io
-
-    image_io.atomic_write_bytes(path, data.encode("utf-8") if isinstance(data, str) else data)
 
 
 def _markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
@@ -537,8 +532,8 @@ def run_timing(
     markdown = timing_markdown(result)
     if output_dir is not None:
         out = pathlib.Path(output_dir)
-        _atomic_write(out / "timing.csv", timing_csv(result))
-        _atomic_write(out / "timing.md", markdown)
+        write_atomic(out / "timing.csv", timing_csv(result))
+        write_atomic(out / "timing.md", markdown)
     return result, markdown
 
 
@@ -865,13 +860,13 @@ def run_quality(
     markdown = quality_markdown(rows, columns, header)
     if output_dir is not None:
         out = pathlib.Path(output_dir)
-        _atomic_write(out / "quality.csv", quality_csv(rows, columns))
-        _atomic_write(out / "quality.md", markdown)
+        write_atomic(out / "quality.csv", quality_csv(rows, columns))
+        write_atomic(out / "quality.md", markdown)
         ours_label = [f"ours (r = {next(iter(stylizers))})"] if stylizers else []
         labels = ["input", "mask", *ours_label, "Reinhard per region"]
         sheet = contact_sheet(sheet_rows, labels)
         ok, png = cv2.imencode(".png", sheet[..., ::-1])
         if not ok:
             raise RuntimeError("OpenCV failed to encode the contact sheet PNG.")
-        _atomic_write(out / "contact_sheet.png", png.tobytes())
+        write_atomic(out / "contact_sheet.png", png.tobytes())
     return rows, markdown

@@ -23,6 +23,8 @@ from collections.abc import Callable, Sequence
 import cv2
 import numpy as np
 
+from lvst_tf.data.flow import flow_with_validity, sample_bilinear
+
 # sRGB (IEC 61966-2-1) primaries with the D65 white point; rows give X, Y, Z.
 _RGB_TO_XYZ = np.array(
     [
@@ -427,27 +429,8 @@ def warp(image, flow) -> np.ndarray:
         )
     h, w = flow.shape[:2]
     xs, ys = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
-    out = cv2.remap(
-        image,
-        xs + flow[..., 0],
-        ys + flow[..., 1],
-        interpolation=cv2.INTER_LINEAR,
-        borderMode=cv2.BORDER_REPLICATE,
-    )
+    out = sample_bilinear(image, xs + flow[..., 0], ys + flow[..., 1])
     return out.reshape(image.shape)
-
-
-_DIS_PRESETS = {
-    "ultrafast": cv2.DISOPTICAL_FLOW_PRESET_ULTRAFAST,
-    "fast": cv2.DISOPTICAL_FLOW_PRESET_FAST,
-    "medium": cv2.DISOPTICAL_FLOW_PRESET_MEDIUM,
-}
-
-
-def _grey_u8(frame: np.ndarray) -> np.ndarray:
-    if frame.dtype != np.uint8:
-        frame = np.clip(np.rint(frame.astype(np.float32) * 255.0), 0, 255).astype(np.uint8)
-    return cv2.cvtColor(np.ascontiguousarray(frame), cv2.COLOR_RGB2GRAY)
 
 
 def flow_with_occlusion(
@@ -458,33 +441,20 @@ def flow_with_occlusion(
     Pixel p of `source` sits at `q = p + f(p)` in `target` (so `warp(target, f) ~ source`). It is
     valid when q lies inside `target` and the reverse flow g brings it back:
     `|f(p) + g(q)|^2 < alpha (|f(p)|^2 + |g(q)|^2) + beta` (Sundaram et al. 2010, as in Lai et al.
-    2018). The same DIS flow and check as `lvst_tf.data.flow.flow_with_validity` (the training
-    pipeline's; checked equal in the tests), reimplemented here so metrics do not import TensorFlow.
+    2018): `lvst_tf.data.flow.flow_with_validity` (the training pipeline's DIS flow and check) with
+    the frames swapped.
 
     Args: `source, target [H, W, 3]` RGB uint8 or float in [0, 1]; `preset` a DIS preset name.
     Returns: `flow [H, W, 2]` float32 `(dx, dy)` pixels, `valid [H, W]` float32 in {0, 1}.
     """
-    if preset not in _DIS_PRESETS:
-        raise ValueError(f"preset must be one of {sorted(_DIS_PRESETS)}, got {preset!r}.")
     source, target = np.asarray(source), np.asarray(target)
     if source.ndim != 3 or source.shape[-1] != 3 or source.shape != target.shape:
         raise ValueError(
             f"source and target must be RGB images [H, W, 3] of the same size, got {source.shape} "
             f"and {target.shape}."
         )
-    grey_s, grey_t = _grey_u8(source), _grey_u8(target)
-    # Fresh DIS objects: they keep state between calls.
-    forward = cv2.DISOpticalFlow_create(_DIS_PRESETS[preset]).calc(grey_s, grey_t, None)
-    backward = cv2.DISOpticalFlow_create(_DIS_PRESETS[preset]).calc(grey_t, grey_s, None)
-    forward = forward.astype(np.float32)
-    back_at_q = warp(backward.astype(np.float32), forward)
-    h, w = grey_s.shape
-    xs, ys = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
-    qx, qy = xs + forward[..., 0], ys + forward[..., 1]
-    mismatch = np.sum(np.square(forward + back_at_q), axis=-1)
-    bound = alpha * (np.sum(np.square(forward), -1) + np.sum(np.square(back_at_q), -1)) + beta
-    inside = (qx >= 0) & (qx <= w - 1) & (qy >= 0) & (qy <= h - 1)
-    return forward, ((mismatch < bound) & inside).astype(np.float32)
+    # The flow of `source` into `target` is the pipeline's backward flow of frame_b = source.
+    return flow_with_validity(target, source, preset=preset, alpha=alpha, beta=beta)
 
 
 def warping_flows(frames, preset: str = "medium") -> tuple[np.ndarray, np.ndarray]:

@@ -35,6 +35,8 @@ import zipfile
 import cv2
 import numpy as np
 
+from lvst_tf.fileio import write_atomic
+
 MODEL_FILENAME = "selfie_segmentation.tflite"
 MEDIAPIPE_REQUIREMENT = "mediapipe==0.10.21"  # newer releases ship no model files
 _MODEL_MEMBER = "mediapipe/modules/selfie_segmentation/selfie_segmentation.tflite"
@@ -73,11 +75,7 @@ def fetch_selfie_model(
             raise RuntimeError(f"pip download {MEDIAPIPE_REQUIREMENT} produced no wheel.")
         with zipfile.ZipFile(wheels[0]) as wheel:
             data = wheel.read(_MODEL_MEMBER)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_path = tempfile.mkstemp(dir=dest.parent, suffix=".tmp")
-    with os.fdopen(fd, "wb") as f:
-        f.write(data)
-    os.replace(tmp_path, dest)
+    write_atomic(dest, data)
     return dest
 
 

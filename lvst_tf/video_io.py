@@ -23,6 +23,8 @@ from collections.abc import Iterator
 import cv2
 import numpy as np
 
+from lvst_tf.fileio import write_atomic
+
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".m4v")
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp")
 # Frame folders carry no frame rate; this is what readers report for them.
@@ -363,14 +365,5 @@ def write_image(path: str | os.PathLike, image: np.ndarray) -> pathlib.Path:
     )
     if not ok:
         raise ValueError(f"cannot encode an image for {str(path)!r}; use a .png or .jpg name.")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.tmp-")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(encoded.tobytes())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    write_atomic(path, encoded.tobytes())
     return path

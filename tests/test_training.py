@@ -9,6 +9,7 @@ import tensorflow as tf
 
 import gin
 from lvst_tf import training
+from lvst_tf.fileio import write_atomic
 from lvst_tf.training import checkpoints, summaries
 
 
@@ -71,8 +72,8 @@ def test_resolve_checkpoint(tmp_path):
 
 def test_atomic_text_write(tmp_path):
     path = tmp_path / "sub" / "a.gin"
-    checkpoints.write_text_atomic(path, "x = 1\n")
-    checkpoints.write_text_atomic(path, "x = 2\n")
+    write_atomic(path, "x = 1\n")
+    write_atomic(path, "x = 2\n")
     assert path.read_text() == "x = 2\n"
     assert sorted(p.name for p in path.parent.iterdir()) == ["a.gin"]
 

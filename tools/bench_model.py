@@ -21,12 +21,12 @@ Only ratios measured in one run mean anything on a shared machine.
 
 from __future__ import annotations
 
-import os
 import statistics
-import tempfile
 import time
 
 from absl import app, flags, logging
+
+from lvst_tf.fileio import write_atomic
 
 _SIZES = flags.DEFINE_list(
     "sizes", ["512x512", "1024x1024", "2000x2000", "3000x4000"], "Frame sizes HxW."
@@ -174,19 +174,6 @@ def format_tables(sizes, results, end_to_end, e2e_size, low_res):
     return "\n".join(lines) + "\n"
 
 
-def _write_atomic(path, text):
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".bench_model.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
-
-
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
@@ -228,7 +215,7 @@ def main(argv):
     text = format_tables(sizes, results, end_to_end, sizes[0], _LOW_RES.value)
     print(text)
     if _OUTPUT.value:
-        _write_atomic(_OUTPUT.value, text)
+        write_atomic(_OUTPUT.value, text)
 
 
 if __name__ == "__main__":

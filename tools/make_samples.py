@@ -31,6 +31,7 @@ from absl import app, flags, logging
 
 from lvst_tf import segmentation
 from lvst_tf.data import image_io, sources
+from lvst_tf.fileio import write_atomic
 
 _OUTPUT = flags.DEFINE_string("output", None, "Output folder (default: the repository's samples/).")
 _DOWNLOAD_DIR = flags.DEFINE_string(
@@ -265,7 +266,7 @@ def main(argv):
             )
             splits[split].append(name)
         for split, names in splits.items():
-            image_io.atomic_write_bytes(
+            write_atomic(
                 davis / "ImageSets" / "2017" / f"{split}.txt", ("\n".join(names) + "\n").encode()
             )
 

@@ -11,11 +11,12 @@ from __future__ import annotations
 import os
 import pathlib
 import struct
-import tempfile
 import zlib
 
 import cv2
 import numpy as np
+
+from lvst_tf.fileio import write_atomic
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -33,21 +34,6 @@ def davis_palette() -> np.ndarray:
             label >>= 3
         palette[index] = (r, g, b)
     return palette
-
-
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
-    """Writes `data` to `path` through a temporary file in the same folder and a rename."""
-    path = pathlib.Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
 
 
 def _read_bytes(path) -> bytes:
@@ -155,7 +141,7 @@ def encode_palette_png(ids: np.ndarray, palette: np.ndarray | None = None) -> by
 
 def write_palette_png(path: str | os.PathLike, ids: np.ndarray, palette=None) -> None:
     """Writes an instance-id map `[H, W]` as a palette PNG, atomically."""
-    atomic_write_bytes(path, encode_palette_png(ids, palette))
+    write_atomic(path, encode_palette_png(ids, palette))
 
 
 def write_image(path: str | os.PathLike, image: np.ndarray, jpeg_quality: int = 90) -> None:
@@ -172,7 +158,7 @@ def write_image(path: str | os.PathLike, image: np.ndarray, jpeg_quality: int = 
     ok, encoded = cv2.imencode(suffix, image, params)
     if not ok:
         raise ValueError(f"Cannot encode an image for {str(path)!r}.")
-    atomic_write_bytes(path, encoded.tobytes())
+    write_atomic(path, encoded.tobytes())
 
 
 def list_images(folder: str | os.PathLike) -> list[pathlib.Path]:

@@ -7,7 +7,6 @@ file pointing at the last complete checkpoint: resuming reads that one.
 """
 
 import os
-import pathlib
 
 import tensorflow as tf
 
@@ -84,12 +83,3 @@ def latest_step(workdir):
     if not latest:
         return 0
     return int(tf.train.load_variable(latest, "step/.ATTRIBUTES/VARIABLE_VALUE"))
-
-
-def write_text_atomic(path, text):
-    """Writes `text` to `path` through a temporary file and a rename."""
-    path = pathlib.Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)

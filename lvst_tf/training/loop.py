@@ -24,6 +24,7 @@ from absl import logging
 
 import gin
 from lvst_tf import losses as losses_lib
+from lvst_tf.fileio import write_atomic
 from lvst_tf.training import checkpoints as ckpt_lib
 from lvst_tf.training import summaries
 
@@ -491,7 +492,7 @@ def make_step_functions(
 def _write_operative_config(workdir, writer, at_step):
     """`workdir/operative_config.gin` (atomic) and a TensorBoard text summary of it."""
     config = gin.operative_config_str()
-    ckpt_lib.write_text_atomic(os.path.join(workdir, "operative_config.gin"), config)
+    write_atomic(os.path.join(workdir, "operative_config.gin"), config)
     with writer.as_default(step=at_step):
         summaries.text("gin/operative_config", summaries.gin_config_markdown(config))
     writer.flush()
