@@ -5,6 +5,22 @@ from __future__ import annotations
 import os
 import pathlib
 import tempfile
+import threading
+
+_UMASK_LOCK = threading.Lock()
+
+
+def current_umask() -> int:
+    """The process umask (read without leaving it changed)."""
+    with _UMASK_LOCK:
+        mask = os.umask(0o022)
+        os.umask(mask)
+    return mask
+
+
+def default_file_mode() -> int:
+    """The mode a plain `open(path, "w")` would give a new file: 0o666 minus the umask."""
+    return 0o666 & ~current_umask()
 
 
 def write_atomic(path: str | os.PathLike, data: bytes | str) -> None:
@@ -21,6 +37,7 @@ def write_atomic(path: str | os.PathLike, data: bytes | str) -> None:
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
+            os.fchmod(f.fileno(), default_file_mode())
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):

