@@ -19,6 +19,8 @@ gathers that XLA fuses into one loop. No `[H, W, GD, C]` (nor `[H, W, 4 * C]`) t
 
 from __future__ import annotations
 
+import typing
+
 import tensorflow as tf
 
 __all__ = [
@@ -466,8 +468,52 @@ def blend_grids(grids, grid_masks):
     return tf.reduce_sum(weights[..., None] * grids, axis=1)
 
 
+class KeyframeSchedule(typing.NamedTuple):
+    """Which frames are keyframes, and how every frame blends its two keyframes (METHOD section 6).
+
+    Attributes:
+      keys: `[N_key]` int32 keyframe indices: 0, r, 2r, ... and always the last frame.
+      lower: `[T]` int32, position in `keys` of the last keyframe at or before frame t.
+      upper: `[T]` int32, position in `keys` of the next keyframe (= lower for keyframes and the end).
+      weight: `[T]` float32, w = (t - a) / (b - a) between keyframes a = keys[lower] and
+        b = keys[upper]; frame t's grid is (1 - w) G_a + w G_b (0 on keyframes).
+    """
+
+    keys: tf.Tensor
+    lower: tf.Tensor
+    upper: tf.Tensor
+    weight: tf.Tensor
+
+
+def keyframe_schedule(num_frames, r):
+    """The keyframe rule of temporal grid sub-sampling, as tensors (METHOD section 6).
+
+    The one place that defines it: keyframes 0, r, 2r, ... plus the last frame, and linear
+    interpolation weights between them. Works on python ints and on int32 scalar tensors (inside a
+    `tf.function`, a SavedModel or XLA).
+
+    Args:
+      num_frames: int >= 1 (python or scalar tensor).
+      r: int >= 1, the sub-sampling rate (1 = every frame is a keyframe).
+
+    Returns:
+      A `KeyframeSchedule`.
+    """
+    if not tf.is_tensor(num_frames):
+        num_frames = _check_positive_int(num_frames, "num_frames")
+    if not tf.is_tensor(r):
+        r = _check_positive_int(r, "r")
+    num_frames = tf.cast(num_frames, tf.int32)
+    r = tf.cast(r, tf.int32)
+    last = num_frames - 1
+    # The last frame is appended unless it already is a multiple of r (no tf.cond: XLA friendly).
+    extra = tf.cast(tf.not_equal(tf.math.floormod(last, r), 0), tf.int32)
+    keys = tf.concat([tf.range(0, num_frames, r), tf.fill([extra], last)], axis=0)
+    return KeyframeSchedule(keys, *_blend_positions(keys, num_frames))
+
+
 def keyframe_indices(num_frames, r):
-    """Keyframes for temporal grid sub-sampling (METHOD section 6): 0, r, 2r, ... and the last one.
+    """The keyframes of `keyframe_schedule` as a python list (0, r, 2r, ... and the last frame).
 
     Args:
       num_frames: python int >= 1.
@@ -478,10 +524,8 @@ def keyframe_indices(num_frames, r):
     """
     num_frames = _check_positive_int(num_frames, "num_frames")
     r = _check_positive_int(r, "r")
-    keys = list(range(0, num_frames, r))
-    if keys[-1] != num_frames - 1:
-        keys.append(num_frames - 1)
-    return keys
+    with tf.init_scope():  # eager even when called while tracing
+        return [int(k) for k in keyframe_schedule(num_frames, r).keys.numpy()]
 
 
 def interpolate_grids(key_grids, key_indices, num_frames, mode="linear"):
@@ -522,22 +566,27 @@ def interpolate_grids(key_grids, key_indices, num_frames, mode="linear"):
             f"{len(key_indices)} entries.",
         )
     keys = tf.cast(tf.reshape(tf.convert_to_tensor(key_indices), [-1]), tf.int32)
+    lower, upper, w = _blend_positions(keys, num_frames)
+    grids_lo = tf.gather(key_grids, lower)
+    if mode == "hold":
+        return grids_lo
+    w = tf.reshape(w, tf.concat([[num_frames], tf.ones([tf.rank(key_grids) - 1], tf.int32)], 0))
+    grids_hi = tf.gather(key_grids, upper)
+    return grids_lo + w * (grids_hi - grids_lo)
+
+
+def _blend_positions(keys, num_frames):
+    """(lower, upper, weight) of every frame for increasing keyframe indices `keys` `[N_key]`."""
     num_keys = tf.shape(keys)[0]
     frames = tf.range(num_frames, dtype=tf.int32)
     # Position of the last keyframe at or before each frame (a compare-and-count is XLA friendly).
     before = tf.reduce_sum(tf.cast(keys[None, :] <= frames[:, None], tf.int32), axis=1) - 1
     lower = tf.clip_by_value(before, 0, num_keys - 1)
-    grids_lo = tf.gather(key_grids, lower)
-    if mode == "hold":
-        return grids_lo
     upper = tf.minimum(lower + 1, num_keys - 1)
     key_lo = tf.cast(tf.gather(keys, lower), tf.float32)
     key_hi = tf.cast(tf.gather(keys, upper), tf.float32)
-    t = tf.cast(frames, tf.float32)
-    w = tf.clip_by_value(tf.math.divide_no_nan(t - key_lo, key_hi - key_lo), 0.0, 1.0)
-    w = tf.reshape(w, tf.concat([[num_frames], tf.ones([tf.rank(key_grids) - 1], tf.int32)], 0))
-    grids_hi = tf.gather(key_grids, upper)
-    return grids_lo + w * (grids_hi - grids_lo)
+    weight = tf.math.divide_no_nan(tf.cast(frames, tf.float32) - key_lo, key_hi - key_lo)
+    return lower, upper, tf.clip_by_value(weight, 0.0, 1.0)
 
 
 def warp(image, flow):

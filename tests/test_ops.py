@@ -486,3 +486,29 @@ def test_soft_grid_mask_and_blend_under_jit(mode):
     jitted = tf.function(fn, jit_compile=True)(guide, mask, grids)
     for a, b in zip(eager, jitted):
         np.testing.assert_allclose(a.numpy(), b.numpy(), atol=1e-5)
+
+
+@pytest.mark.parametrize("num_frames,r", [(1, 1), (1, 4), (9, 1), (9, 4), (10, 4), (8, 8), (17, 8)])
+def test_keyframe_schedule_matches_a_python_reference(num_frames, r):
+    keys = list(range(0, num_frames, r))
+    if keys[-1] != num_frames - 1:
+        keys.append(num_frames - 1)
+    for args in ((num_frames, r), (tf.constant(num_frames), tf.constant(r))):
+        plan = ops.keyframe_schedule(*args)
+        assert plan.keys.numpy().tolist() == keys
+        for t in range(num_frames):
+            a = max(k for k in keys if k <= t)
+            b = min((k for k in keys if k > t), default=a)
+            w = 0.0 if b == a else (t - a) / (b - a)
+            assert (keys[plan.lower[t]], keys[plan.upper[t]]) == (
+                a,
+                b if t != a else keys[plan.upper[t]],
+            )
+            assert float(plan.weight[t]) == pytest.approx(w)
+    assert ops.keyframe_indices(num_frames, r) == keys
+
+
+def test_keyframe_schedule_traces_with_tensor_inputs():
+    fn = tf.function(lambda n, r: ops.keyframe_schedule(n, r).keys, jit_compile=False)
+    assert fn(tf.constant(10), tf.constant(3)).numpy().tolist() == [0, 3, 6, 9]
+    assert fn(tf.constant(11), tf.constant(3)).numpy().tolist() == [0, 3, 6, 9, 10]
