@@ -272,3 +272,19 @@ def test_bad_noise_parameters():
         data.MaskNoise(blur_prob=1.5)
     with pytest.raises(ValueError, match="source"):
         data.make_train_dataset(object())
+
+
+def test_combined_style_sources_draw_from_each(tmp_path):
+    from lvst_tf.data import styles as styles_lib
+
+    folder = tmp_path / "styles"
+    folder.mkdir()
+    image = np.zeros((40, 50, 3), np.uint8)
+    image[..., 0] = 255  # pure red: distinguishable from every sample frame
+    data.image_io.write_image(folder / "red.png", image)
+    source = data.DavisFolder(str(data.samples_root() / "davis"), split="train")
+    combined = styles_lib.make_style_source([str(folder), "sequences"], source)
+    assert isinstance(combined, styles_lib.CombinedStyles) and len(combined) == 1 + len(source)
+    rng = np.random.default_rng(0)
+    red = [bool(np.all(combined.sample(rng, 16, exclude=0)[..., 0] == 255)) for _ in range(40)]
+    assert 5 < sum(red) < 35  # both sources are used, about half each

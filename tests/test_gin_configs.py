@@ -21,6 +21,7 @@ CONFIGS = [
     "paper.gin",
     "quickstart.gin",
     "smoke.gin",
+    "demo.gin",
 ]
 # The paper configs use ImageNet VGG (no download here) at 256: build them small, offline.
 TINY = ["build_model.vgg_weights = None", "build_model.low_res = 32"]
@@ -40,11 +41,14 @@ def _parse(name, bindings=()):
 
 @pytest.mark.parametrize("name", CONFIGS)
 def test_config_parses_and_builds(name):
-    tiny = TINY if name.startswith("paper") else []
-    _parse(name, tiny)
+    tiny = TINY if name.startswith(("paper", "demo")) else []
+    # The demo's corpus need not be built here: its styles come from the samples in this test.
+    extra = ["make_train_dataset.style_source = None"] if name == "demo.gin" else []
+    _parse(name, tiny + extra)
     model = models.build_model()
     assert model.low_res == (32 if tiny else gin.query_parameter("build_model.low_res"))
-    scopes = gin.query_parameter("train_phases.phases") if name == "paper.gin" else None
+    chained = name in ("paper.gin", "demo.gin")
+    scopes = gin.query_parameter("train_phases.phases") if chained else None
     for scope in scopes or [None]:
         with gin.config_scope(scope):
             num_steps = gin.get_bindings("train")["num_steps"]

@@ -17,7 +17,7 @@ import pytest
 import tensorflow as tf
 
 import gin
-from lvst_tf import losses, training
+from lvst_tf import loading, losses, training
 from lvst_tf.training import checkpoints
 
 pytestmark = pytest.mark.slow
@@ -209,7 +209,7 @@ def _restored_weights(prefix):
 
     with gin.config_scope(None):
         model = models.build_model()
-    tf.train.Checkpoint(model=model).read(prefix).expect_partial().assert_existing_objects_matched()
+    loading.restore_checkpoint(model, prefix)
     layers = {"mask_net": model.mask_net, "encoder": model.encoder, "head": model.head}
     return {k: {w.path: w.numpy() for w in layer.weights} for k, layer in layers.items()}
 
@@ -304,7 +304,7 @@ def test_short_run_improves_style(tmp_path, smoke_gin):
     style_before, colour_before = measure()
     training.train(str(workdir))
     prefix = checkpoints.resolve_checkpoint(str(workdir))
-    tf.train.Checkpoint(model=model).read(prefix).expect_partial()
+    loading.restore_checkpoint(model, prefix)
     style_after, colour_after = measure()
     assert style_after < 0.8 * style_before, (style_before, style_after)
     assert colour_after < colour_before, (colour_before, colour_after)

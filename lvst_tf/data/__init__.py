@@ -8,7 +8,12 @@ See docs/data.md.
 from lvst_tf.data.flow import clip_flow, compute_flow, flow_with_validity
 from lvst_tf.data.mask_noise import MaskNoise
 from lvst_tf.data.pipeline import ClipSampler, dataset_from_sampler, make_train_dataset
-from lvst_tf.data.samples import sample_davis_dir, sample_style_paths, samples_root
+from lvst_tf.data.samples import (
+    corpus_root,
+    sample_davis_dir,
+    sample_style_paths,
+    samples_root,
+)
 from lvst_tf.data.sources import (
     DAVIS_DIR_ENV,
     ClipSource,
@@ -40,6 +45,7 @@ __all__ = [
     "VideoFolder",
     "clip_flow",
     "compute_flow",
+    "corpus_root",
     "dataset_from_sampler",
     "flow_with_validity",
     "make_style_source",

@@ -35,8 +35,9 @@ import zipfile
 import cv2
 import numpy as np
 
-from lvst_tf import assets, segmentation
+from lvst_tf import segmentation
 from lvst_tf.data import image_io, sources
+from lvst_tf.data import samples as samples_lib
 from lvst_tf.fileio import write_atomic
 
 # ----------------------------------------------------------------------------------------------------
@@ -916,7 +917,7 @@ def check_output(folder) -> None:
 
 def default_output() -> pathlib.Path:
     """`$LVST_TF_HOME/corpus`, default `~/.cache/lvst_tf/corpus` (beside the models cache)."""
-    return assets.home_dir() / "corpus"
+    return samples_lib.corpus_root()
 
 
 def _replace_folder(staging: pathlib.Path, output: pathlib.Path) -> None:

@@ -244,8 +244,9 @@ def make_train_dataset(
       clip_length: consecutive frames per clip T.
       crop_size: side S of the square crop shared by all frames of a clip.
       num_regions: K regions = K - 1 object masks + background.
-      style_source: None (frames of other sequences of the same source), a folder of images,
-        "tfds:NAME[:SPLIT]", or a `StyleSource` (`ImageFolderStyles`, `TfdsImageStyles`, ...).
+      style_source: None or "sequences" (frames of other sequences of the same source), a folder
+        of images, "tfds:NAME[:SPLIT]", a `StyleSource` (`ImageFolderStyles`, ...), or a list of
+        these (each style drawn from one of them, chosen uniformly).
       seed: integer >= 0 fixes every batch; None draws a fresh seed.
       with_flow: compute DIS optical flow (keys `flow`, `flow_valid`); without it they are absent.
       mask_noise: a `MaskNoise` (None: `MaskNoise()`, i.e. its gin-bound defaults).

@@ -21,6 +21,17 @@ def samples_root() -> pathlib.Path:
     return pathlib.Path(__file__).resolve().parents[2] / "samples"
 
 
+def corpus_root() -> pathlib.Path:
+    """The offline training corpus `tools/make_corpus.py` builds: `$LVST_TF_HOME/corpus`.
+
+    `train.data_root = "corpus"` trains on it and `make_train_dataset.style_source = "corpus"` draws
+    styles from its `styles/` folder (docs/data.md).
+    """
+    from lvst_tf import assets  # noqa: PLC0415
+
+    return assets.home_dir() / "corpus"
+
+
 def sample_davis_dir() -> pathlib.Path:
     """`samples/davis`: a DAVIS-layout folder with splits `train` and `val`."""
     return samples_root() / "davis"

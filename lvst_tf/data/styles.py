@@ -168,14 +168,47 @@ class SequenceFrameStyles(StyleSource):
         return random_square(frames[0], size, rng)
 
 
+class CombinedStyles(StyleSource):
+    """Draws each style from one of several sources, chosen uniformly (not by their sizes).
+
+    E.g. a folder of photographs plus frames of the content sequences: more distinct colour
+    statistics than either alone.
+    """
+
+    def __init__(self, sources):
+        if not sources:
+            raise ValueError("sources: CombinedStyles needs at least one style source.")
+        self.sources = list(sources)
+
+    def __len__(self):
+        return sum(len(s) for s in self.sources)
+
+    def sample(self, rng, size, exclude=None):
+        source = self.sources[int(rng.integers(len(self.sources)))]
+        return source.sample(rng, size, exclude)
+
+
+SEQUENCE_STYLES = "sequences"
+CORPUS_STYLES = "corpus"
+
+
 def make_style_source(style_source, content_source) -> StyleSource:
     """Resolves the `style_source` argument of the pipeline.
 
-    None -> :class:`SequenceFrameStyles` of the content; a path -> :class:`ImageFolderStyles`;
-    "tfds:NAME[:SPLIT]" -> :class:`TfdsImageStyles`; a :class:`StyleSource` -> itself.
+    None or "sequences" -> :class:`SequenceFrameStyles` of the content; "corpus" -> the photographs
+    of the offline training corpus (`corpus_root()/styles`); a path ->
+    :class:`ImageFolderStyles`; "tfds:NAME[:SPLIT]" -> :class:`TfdsImageStyles`; a
+    :class:`StyleSource` -> itself; a list of these -> :class:`CombinedStyles` (each draw picks one
+    of them uniformly).
     """
-    if style_source is None:
+    if isinstance(style_source, (list, tuple)):
+        return CombinedStyles([make_style_source(s, content_source) for s in style_source])
+    if style_source is None or style_source == SEQUENCE_STYLES:
         return SequenceFrameStyles(content_source)
+    if style_source == CORPUS_STYLES:
+        from lvst_tf.data import samples  # noqa: PLC0415
+
+        return ImageFolderStyles(samples.corpus_root() / "styles")
     if isinstance(style_source, StyleSource):
         return style_source
     if isinstance(style_source, str) and style_source.startswith("tfds:"):
@@ -184,6 +217,6 @@ def make_style_source(style_source, content_source) -> StyleSource:
     if isinstance(style_source, (str, pathlib.Path)):
         return ImageFolderStyles(style_source)
     raise ValueError(
-        "style_source must be None (frames of other sequences), a folder path, 'tfds:NAME[:SPLIT]' or "
-        f"a StyleSource, got {type(style_source).__name__}."
+        "style_source must be None or 'sequences' (frames of other sequences), a folder path, "
+        f"'tfds:NAME[:SPLIT]', a StyleSource, or a list of these, got {type(style_source).__name__}."
     )

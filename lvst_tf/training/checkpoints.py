@@ -1,7 +1,9 @@
 """Checkpoints of a training run: `workdir/checkpoints/` via `tf.train.CheckpointManager`.
 
-The checkpoint object is `tf.train.Checkpoint(step=..., model=model, optimizer=...)` (DESIGN.md: object
-key `model`). TensorFlow writes a checkpoint's data and index files first and the `checkpoint` state file
+The checkpoint object is `tf.train.Checkpoint(step=..., model=<the trained parts>, optimizer=...)`
+(object key `model`; `lvst_tf.loading.model_checkpoint`): the frozen VGG-19 encoder is not stored, it
+comes from its source (`build_model.vgg_weights`), which keeps a checkpoint small (about 4 MB with the
+Adam moments). TensorFlow writes a checkpoint's data and index files first and the `checkpoint` state file
 last (itself through a temporary file and a rename), so a process killed at any moment leaves the state
 file pointing at the last complete checkpoint: resuming reads that one.
 """
@@ -19,8 +21,12 @@ def checkpoint_dir(workdir):
 
 
 def make_checkpoint(model, optimizer, step):
-    """The run's `tf.train.Checkpoint(step=step, model=model, optimizer=optimizer)`."""
-    return tf.train.Checkpoint(step=step, model=model, optimizer=optimizer)
+    """The run's `tf.train.Checkpoint(step=step, model=<trained parts>, optimizer=optimizer)`."""
+    from lvst_tf import loading  # noqa: PLC0415
+
+    return tf.train.Checkpoint(
+        step=step, model=loading.model_checkpoint(model), optimizer=optimizer
+    )
 
 
 def make_manager(checkpoint, directory, max_to_keep=3):

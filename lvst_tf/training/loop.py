@@ -64,11 +64,20 @@ class _StopSignal:
 
 
 def _make_source(data_root, split):
-    """A clip source: "samples" (shipped samples/davis), "tfds", a DAVIS folder path, or None."""
+    """A clip source: "samples" (shipped samples/davis), "corpus" (the offline training corpus),
+    "tfds", a DAVIS folder path, or None."""
     from lvst_tf import data  # noqa: PLC0415 (heavy, only when training)
 
     if data_root == "samples":
         return data.DavisFolder(str(data.samples_root() / "davis"), split=split)
+    if data_root == "corpus":
+        root = data.corpus_root()
+        if not (root / "JPEGImages").is_dir():
+            raise ValueError(
+                f"train.data_root='corpus': no corpus at {str(root)!r}; build it with "
+                "`python tools/make_corpus.py` (about a minute, offline packages only)."
+            )
+        return data.DavisFolder(str(root), split=split)
     if data_root == "tfds":
         return data.TfdsDavis(split=split)
     return data.DavisFolder(data_root, split=split)
@@ -171,7 +180,8 @@ def train(
         (phase 2: the phase-1 run). Ignored when the workdir already has a checkpoint (resume).
       init_scope: the model attribute restored from `init_checkpoint`.
       allow_untrained_mask_net: permit "all_but_mask_net" without `init_checkpoint` (tests only).
-      data_root: "samples" (the shipped `samples/davis`), "tfds" (TFDS `davis`, already prepared), a
+      data_root: "samples" (the shipped `samples/davis`), "corpus" (`tools/make_corpus.py`'s
+        offline training corpus), "tfds" (TFDS `davis`, already prepared), a
         DAVIS 2017 folder, or None (`$LVST_DAVIS_DIR`). Batches come from `make_train_dataset`
         (gin-configurable: batch size, clip length, crop size, regions, styles, noise).
       train_split, eval_split: DAVIS split names (evaluation never reads the training split).
