@@ -462,12 +462,13 @@ class LocalizedStyleModel(keras.Model):
         return flat
 
     # ------------------------------------------------------------------ rendering
-    def render(self, grids, frames):
+    def render(self, grids, frames, impl="auto"):
         """Full-resolution render (METHOD section 2 step 6): guide at full res + slice/apply.
 
         Args:
           grids: `[B, GH, GW, GD, 12]` float32.
           frames: `[B, H, W, 3]` float in [0, 1] or uint8, any H, W.
+          impl: the slice/apply implementation, `ops.SLICE_IMPLS` ("auto", "xla", "tf").
 
         Returns:
           `[B, H, W, 3]` float32, not clipped.
@@ -476,7 +477,7 @@ class LocalizedStyleModel(keras.Model):
         _check_rank(frames, 4, "frames", "[B, H, W, 3]")
         grids = tf.cast(tf.convert_to_tensor(grids), tf.float32)
         _check_rank(grids, 5, "grids", "[B, GH, GW, GD, 12]")
-        return ops.bilateral_slice_apply(grids, self.guide(frames), frames)
+        return ops.bilateral_slice_apply(grids, self.guide(frames), frames, impl=impl)
 
     # ------------------------------------------------------------------ training call
     def call(self, inputs, training=None):
