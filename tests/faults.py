@@ -1,0 +1,90 @@
+"""Shared checks of the fault tables (`tests/test_faults_*.py`): bad inputs and faults given to the
+tools, each run in a subprocess, must end with a clear one-line error and leave the output alone.
+
+A fault case runs a command and then asserts:
+- the exit code (non-zero for an error; a documented code such as 143 for SIGTERM);
+- stderr's last non-empty line is one readable line naming the flag, argument or file (`expect`);
+- no Python traceback was printed;
+- nothing changed at the protected paths (`snapshot` before, `assert_unchanged` after);
+- a written output is absent or complete (the case's own check).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import os
+import pathlib
+import re
+import subprocess
+import sys
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+TRACEBACK = "Traceback (most recent call last)"
+
+
+@dataclasses.dataclass
+class Outcome:
+    returncode: int
+    stdout: str
+    stderr: str
+
+    @property
+    def last_line(self) -> str:
+        lines = [line for line in self.stderr.splitlines() if line.strip()]
+        return lines[-1] if lines else ""
+
+
+def run_tool(args, cwd=None, env=None, timeout=600, stdin=None) -> Outcome:
+    """Runs `python <args...>` (a tool path relative to the repository, then its flags)."""
+    full_env = dict(os.environ)
+    full_env.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    full_env.update(env or {})
+    proc = subprocess.run(
+        [sys.executable, *[str(a) for a in args]],
+        cwd=cwd or REPO,
+        env=full_env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        stdin=stdin,
+    )
+    return Outcome(proc.returncode, proc.stdout, proc.stderr)
+
+
+def assert_clean_error(outcome: Outcome, expect: str | re.Pattern, code: int | None = None):
+    """A clear error: non-zero (or `code`), no traceback, last stderr line matches `expect`."""
+    assert TRACEBACK not in outcome.stderr, outcome.stderr[-3000:]
+    if code is None:
+        assert outcome.returncode != 0, (outcome.returncode, outcome.stderr[-2000:])
+    else:
+        assert outcome.returncode == code, (outcome.returncode, outcome.stderr[-2000:])
+    line = outcome.last_line
+    pattern = expect if isinstance(expect, re.Pattern) else re.compile(re.escape(expect))
+    assert pattern.search(line), f"last stderr line {line!r} does not match {pattern.pattern!r}"
+
+
+def snapshot(*paths) -> dict[str, str | None]:
+    """{path: digest} of every file under `paths` (None for an absent path); see `assert_unchanged`."""
+    state: dict[str, str | None] = {}
+    for root in paths:
+        root = pathlib.Path(root)
+        if not root.exists():
+            state[str(root)] = None
+            continue
+        files = [root] if root.is_file() else sorted(p for p in root.rglob("*") if p.is_file())
+        for path in files:
+            state[str(path)] = hashlib.sha256(path.read_bytes()).hexdigest()
+        if root.is_dir() and not files:
+            state[str(root)] = "<empty dir>"
+    return state
+
+
+def assert_unchanged(before: dict[str, str | None], *paths) -> None:
+    """Nothing was created, removed or changed under `paths` since `before = snapshot(*paths)`."""
+    after = snapshot(*paths)
+    assert after == before, {
+        k: (before.get(k), after.get(k))
+        for k in set(before) | set(after)
+        if before.get(k) != after.get(k)
+    }
