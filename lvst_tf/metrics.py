@@ -23,7 +23,7 @@ from collections.abc import Callable, Sequence
 import cv2
 import numpy as np
 
-from lvst_tf.data.flow import flow_with_validity, sample_bilinear
+from lvst_tf.flow import flow_with_validity, sample_bilinear
 
 # sRGB (IEC 61966-2-1) primaries with the D65 white point; rows give X, Y, Z.
 _RGB_TO_XYZ = np.array(
@@ -441,7 +441,7 @@ def flow_with_occlusion(
     Pixel p of `source` sits at `q = p + f(p)` in `target` (so `warp(target, f) ~ source`). It is
     valid when q lies inside `target` and the reverse flow g brings it back:
     `|f(p) + g(q)|^2 < alpha (|f(p)|^2 + |g(q)|^2) + beta` (Sundaram et al. 2010, as in Lai et al.
-    2018): `lvst_tf.data.flow.flow_with_validity` (the training pipeline's DIS flow and check) with
+    2018): `lvst_tf.flow.flow_with_validity` (the training pipeline's DIS flow and check) with
     the frames swapped.
 
     Args: `source, target [H, W, 3]` RGB uint8 or float in [0, 1]; `preset` a DIS preset name.

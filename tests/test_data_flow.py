@@ -1,10 +1,10 @@
-"""Tests of the optical flow used by the temporal loss (lvst_tf.data.flow)."""
+"""Tests of the optical flow of the temporal loss and the warping error (lvst_tf.flow)."""
 
 import cv2
 import numpy as np
 import pytest
 
-from lvst_tf import data
+from lvst_tf import flow as flow_lib
 
 try:
     from lvst_tf.ops import warp as _ops_warp
@@ -45,14 +45,14 @@ def test_translation_is_recovered_within_half_a_pixel(preset, shift):
     scene = _scene()
     frame_a = _shifted(scene, 0.0, 0.0)
     frame_b = _shifted(scene, *shift)
-    flow, valid = data.flow_with_validity(frame_a, frame_b, preset=preset)
+    flow, valid = flow_lib.flow_with_validity(frame_a, frame_b, preset=preset)
     assert flow.shape == (96, 96, 2) and flow.dtype == np.float32
     assert valid.shape == (96, 96) and valid.dtype == np.float32
     # frame_b(p) = frame_a(p - shift): the backward flow of frame_b is -shift everywhere.
     interior = (slice(8, -8), slice(8, -8))
     error = np.abs(flow[interior] + np.float32(shift))
     assert np.median(error) < 0.5 and np.mean(error) < 0.5, np.mean(error, axis=(0, 1))
-    np.testing.assert_allclose(flow, data.compute_flow(frame_a, frame_b, preset), atol=1e-5)
+    np.testing.assert_allclose(flow, flow_lib.compute_flow(frame_a, frame_b, preset), atol=1e-5)
     # The convention of docs/DESIGN.md: warp(frame_a, flow) ~ frame_b.
     warped = _warp(frame_a, flow)
     assert (
@@ -66,7 +66,7 @@ def test_validity_marks_pixels_that_come_from_outside():
     scene = _scene(seed=1)
     frame_a = _shifted(scene, 0.0, 0.0)
     frame_b = _shifted(scene, 6.0, 0.0)
-    _, valid = data.flow_with_validity(frame_a, frame_b)
+    _, valid = flow_lib.flow_with_validity(frame_a, frame_b)
     # The 6 left columns of frame_b show what was left of frame_a's border.
     assert valid[:, :5].mean() < 0.2
     assert valid[10:-10, 10:-10].mean() > 0.9
@@ -76,7 +76,7 @@ def test_clip_flow_and_uint8_input():
     scene = _scene(seed=2)
     frames = np.stack([_shifted(scene, 2.0 * t, 0.0) for t in range(3)])
     frames8 = np.round(frames * 255).astype(np.uint8)
-    flow, valid = data.clip_flow(frames8)
+    flow, valid = flow_lib.clip_flow(frames8)
     assert flow.shape == (2, 96, 96, 2) and valid.shape == (2, 96, 96)
     assert np.abs(np.median(flow[:, 8:-8, 8:-8, 0]) + 2.0) < 0.5
 
@@ -84,10 +84,10 @@ def test_clip_flow_and_uint8_input():
 def test_flow_bad_inputs():
     a = np.zeros((32, 32, 3), np.uint8)
     with pytest.raises(ValueError, match="same size"):
-        data.compute_flow(a, np.zeros((32, 30, 3), np.uint8))
+        flow_lib.compute_flow(a, np.zeros((32, 30, 3), np.uint8))
     with pytest.raises(ValueError, match="frame_a"):
-        data.compute_flow(np.zeros((32, 32, 4)), a)
+        flow_lib.compute_flow(np.zeros((32, 32, 4)), a)
     with pytest.raises(ValueError, match="preset"):
-        data.compute_flow(a, a, preset="slowest")
+        flow_lib.compute_flow(a, a, preset="slowest")
     with pytest.raises(ValueError, match="frames"):
-        data.clip_flow(a[None])
+        flow_lib.clip_flow(a[None])

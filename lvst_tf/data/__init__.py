@@ -1,11 +1,11 @@
-"""Training data (METHOD §7-8): clip sources, the tf.data pipeline, mask noise, styles, flow.
+"""Training data (METHOD §7-8): clip sources, the tf.data pipeline, mask noise, styles
+(optical flow: `lvst_tf.flow`).
 
 Sources: `DavisFolder`, `TfdsDavis`, `VideoFolder` (each iterable over `Sequence(name, frames,
 instances)`). Pipeline: `make_train_dataset`. Shipped sample media: `samples_root()`.
 See docs/data.md.
 """
 
-from lvst_tf.data.flow import clip_flow, compute_flow, flow_with_validity
 from lvst_tf.data.mask_noise import MaskNoise
 from lvst_tf.data.pipeline import ClipSampler, dataset_from_sampler, make_train_dataset
 from lvst_tf.data.samples import (
@@ -43,11 +43,8 @@ __all__ = [
     "TfdsDavis",
     "TfdsImageStyles",
     "VideoFolder",
-    "clip_flow",
-    "compute_flow",
     "corpus_root",
     "dataset_from_sampler",
-    "flow_with_validity",
     "make_style_source",
     "make_train_dataset",
     "sample_davis_dir",

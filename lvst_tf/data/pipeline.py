@@ -15,7 +15,7 @@ import cv2
 import numpy as np
 
 import gin
-from lvst_tf.data import flow as flow_lib
+from lvst_tf import flow as flow_lib
 from lvst_tf.data import mask_noise as mask_noise_lib
 from lvst_tf.data import sources as sources_lib
 from lvst_tf.data import styles as styles_lib
