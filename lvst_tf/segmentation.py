@@ -240,33 +240,62 @@ def threshold_mask(frame: np.ndarray, spec: str | ThresholdSpec) -> np.ndarray:
     return (threshold_labels(frame, spec) > 0).astype(np.float32)
 
 
+_MASK_FILE = re.compile(r"\d{5}\.png")
+
+
+def check_mask_folder(input_path, output_dir) -> None:
+    """ValueError unless `output_dir` may receive `%05d.png` masks of `input_path`: it is not the
+    input and does not contain it, is not a file, and holds nothing but `%05d.png` masks."""
+    from lvst_tf import video_io  # noqa: PLC0415
+
+    output_dir = pathlib.Path(output_dir)
+    source, out = pathlib.Path(input_path).resolve(), output_dir.resolve()
+    if out == source or out in source.parents:
+        raise ValueError(
+            f"output: {str(output_dir)!r} is (or contains) the input {str(input_path)!r}; masks "
+            "go to a folder of their own."
+        )
+    if output_dir.exists() and not output_dir.is_dir():
+        raise ValueError(f"output: {str(output_dir)!r} exists and is not a folder.")
+    if output_dir.is_dir():
+        foreign = sorted(p.name for p in output_dir.iterdir() if not _MASK_FILE.fullmatch(p.name))
+        if foreign:
+            raise ValueError(
+                f"output: folder {str(output_dir)!r} holds files that are not masks written by "
+                f"this tool ({foreign[:3]}); choose an empty or new folder."
+            )
+    video_io.check_writable_parent(output_dir / "00000.png", "output")
+
+
 def write_mask_folder(input_path, output_dir, make_mask, overwrite=False, progress=True):
     """Streams a video file or frame folder and writes one 0/255 grey PNG per frame.
 
     Args:
-      input_path: video file or folder of frames.
-      output_dir: mask folder; masks are `%05d.png` in frame order, each written atomically.
+      input_path: video file or folder of frames (`lvst_tf.video_io.FrameReader`).
+      output_dir: mask folder (checked by `check_mask_folder`); masks are `%05d.png` in frame order,
+        each written atomically.
       make_mask: `frame [H, W, 3] uint8 -> [H, W]` bool or float in [0, 1] (cut at 0.5).
       overwrite: recompute masks that exist (otherwise they are kept, so a run can be resumed).
       progress: show a progress bar (frames, fps, ETA).
     Returns: (number written, number kept).
     """
-    import tqdm
+    import tqdm  # noqa: PLC0415
 
-    from lvst_tf.data import image_io, sources
+    from lvst_tf import video_io  # noqa: PLC0415
 
+    reader = video_io.read_frames(input_path, argument="input")
+    check_mask_folder(input_path, output_dir)
     output_dir = pathlib.Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
-    total = sources.count_frames(input_path) or None
     written = kept = 0
-    with tqdm.tqdm(total=total, unit="frame", desc="masks", disable=not progress) as bar:
-        for index, frame in enumerate(sources.iter_frames(input_path)):
+    with tqdm.tqdm(total=len(reader), unit="frame", desc="masks", disable=not progress) as bar:
+        for index, frame in enumerate(reader):
             path = output_dir / f"{index:05d}.png"
             if path.exists() and not overwrite:
                 kept += 1
             else:
                 mask = np.asarray(make_mask(frame), np.float32) > 0.5
-                image_io.write_image(path, mask.astype(np.uint8) * 255)
+                video_io.write_image(path, mask.astype(np.uint8) * 255)
                 written += 1
             bar.update(1)
     return written, kept

@@ -125,7 +125,7 @@ def test_davis_bad_inputs(tmp_path):
     broken = root / "JPEGImages" / "480p" / "a" / "00001.jpg"
     broken.write_bytes(b"not a jpeg")
     source = data.DavisFolder(root)
-    with pytest.raises(ValueError, match="Unreadable image .*00001.jpg"):
+    with pytest.raises(ValueError, match="cannot decode .*00001.jpg"):
         source.load_clip(0, 0, 3)
     with pytest.raises(ValueError, match="cannot load"):
         source.load_clip(0, 2, 3)

@@ -6,16 +6,25 @@
 Reads a video file or a folder of frames frame by frame and writes one 0/255 grey PNG per frame,
 `%05d.png` in frame order, into `--output` (default: `<input name>_masks/` beside the input, the layout
 `lvst_tf.data.VideoFolder` reads). Each PNG is written atomically; an interrupted run is resumed by
-running the same command again (existing masks are kept unless `--overwrite`).
+running the same command again (existing masks are kept unless `--overwrite`). The output folder must
+not be the input, and may hold nothing but such masks (a folder of other files is refused). Every
+argument is checked before the selfie model is loaded; errors are one line (the traceback only with
+LVST_TF_TRACEBACK=1).
 The selfie model comes from `tools/fetch_selfie_model.py`; the threshold syntax is documented in
 `lvst_tf/segmentation.py` and docs/data.md.
 """
 
+import os
 import pathlib
+import sys
 
-from absl import app, flags
+_REPO = pathlib.Path(__file__).resolve().parents[1]
+if str(_REPO) not in sys.path:  # a fresh clone without `pip install -e .` still imports lvst_tf
+    sys.path.insert(0, str(_REPO))
 
-from lvst_tf import segmentation
+from absl import app, flags  # noqa: E402
+
+from lvst_tf import segmentation, video_io  # noqa: E402
 
 _INPUT = flags.DEFINE_string("input", None, "Video file or folder of frames.", required=True)
 _OUTPUT = flags.DEFINE_string(
@@ -37,19 +46,20 @@ def default_output(input_path: pathlib.Path) -> pathlib.Path:
     return input_path.parent / f"{name}_masks"
 
 
-def main(argv):
-    del argv
+def run():
     input_path = pathlib.Path(_INPUT.value)
-    if not input_path.exists():
-        raise ValueError(
-            f"--input: {str(input_path)!r} does not exist (a video file or frame folder)."
-        )
+    video_io.read_frames(input_path, argument="input")  # exists, decodes: before any model work
     if not 0.0 < _PROB_THRESHOLD.value < 1.0:
-        raise ValueError(f"--prob_threshold must be in (0, 1), got {_PROB_THRESHOLD.value}.")
+        raise ValueError(f"prob_threshold: must be in (0, 1), got {_PROB_THRESHOLD.value}.")
+    output = pathlib.Path(_OUTPUT.value) if _OUTPUT.value else default_output(input_path)
+    segmentation.check_mask_folder(input_path, output)
     if _METHOD.value == "threshold":
         if not _THRESHOLD_SPEC.value:
-            raise ValueError("--threshold_spec is required with --method=threshold.")
-        spec = segmentation.parse_threshold_spec(_THRESHOLD_SPEC.value)
+            raise ValueError("threshold_spec: required with --method=threshold.")
+        try:
+            spec = segmentation.parse_threshold_spec(_THRESHOLD_SPEC.value)
+        except ValueError as e:
+            raise ValueError(f"threshold_spec: {e}") from None
 
         def make_mask(frame):
             return segmentation.threshold_mask(frame, spec) > 0.5
@@ -60,11 +70,21 @@ def main(argv):
         def make_mask(frame):
             return segmenter(frame) > _PROB_THRESHOLD.value
 
-    output = pathlib.Path(_OUTPUT.value) if _OUTPUT.value else default_output(input_path)
     written, kept = segmentation.write_mask_folder(
         input_path, output, make_mask, overwrite=_OVERWRITE.value
     )
     print(f"{output}: {written} masks written, {kept} kept")
+
+
+def main(argv):
+    if len(argv) > 1:
+        sys.exit(f"make_masks.py: error: unexpected arguments {argv[1:]}.")
+    try:
+        run()
+    except (ValueError, OSError) as e:
+        if os.environ.get("LVST_TF_TRACEBACK", "") not in ("", "0"):
+            raise
+        sys.exit(f"make_masks.py: error: {e}")
 
 
 if __name__ == "__main__":

@@ -1,9 +1,11 @@
-"""Image and label-map reading/writing with clear errors and atomic writes.
+"""DAVIS annotations (palette PNGs) and the training data's image I/O, over `lvst_tf.video_io`.
 
-OpenCV expands palette PNGs to colours when it decodes them, and Pillow is not a dependency, so DAVIS
-annotations (palette PNGs whose palette *index* is the instance id) are read by decoding the colours
-with OpenCV and mapping them back to indices through the file's own `PLTE` chunk. Palette PNGs are
-written by a small zlib encoder (:func:`write_palette_png`).
+`lvst_tf.video_io` is the package's one image and video reader and writer (accepted types, truncation
+checks, atomic writes); this module keeps the palette codec on top of it. OpenCV expands palette PNGs
+to colours when it decodes them, and Pillow is not a dependency, so DAVIS annotations (palette PNGs
+whose palette *index* is the instance id) are read by decoding the colours and mapping them back to
+indices through the file's own `PLTE` chunk. Palette PNGs are written by a small zlib encoder
+(:func:`write_palette_png`).
 """
 
 from __future__ import annotations
@@ -13,12 +15,12 @@ import pathlib
 import struct
 import zlib
 
-import cv2
 import numpy as np
 
+from lvst_tf import video_io
 from lvst_tf.fileio import write_atomic
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
+IMAGE_EXTENSIONS = video_io.IMAGE_EXTENSIONS
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
@@ -36,25 +38,15 @@ def davis_palette() -> np.ndarray:
     return palette
 
 
-def _read_bytes(path) -> bytes:
-    try:
-        return pathlib.Path(path).read_bytes()
-    except OSError as e:
-        raise ValueError(f"Cannot read image file {str(path)!r}: {e.strerror or e}.") from e
-
-
 def decode_image(data: bytes, name: str = "<bytes>") -> np.ndarray:
-    """Decodes encoded image bytes to `[H, W, 3]` uint8 RGB; ValueError naming `name` if unreadable."""
-    array = np.frombuffer(data, np.uint8)
-    bgr = cv2.imdecode(array, cv2.IMREAD_COLOR) if array.size else None
-    if bgr is None:
-        raise ValueError(f"Unreadable image {name!r}: not a decodable image file.")
-    return np.ascontiguousarray(bgr[..., ::-1])
+    """Decodes encoded image bytes to `[H, W, 3]` uint8 RGB; ValueError naming `name` if truncated,
+    damaged or undecodable (`video_io.decode_image`)."""
+    return video_io.decode_image(data, name, argument="image")
 
 
 def read_image(path: str | os.PathLike) -> np.ndarray:
     """Reads an image file as `[H, W, 3]` uint8 RGB; ValueError naming the path if unreadable."""
-    return decode_image(_read_bytes(path), str(path))
+    return video_io.read_image(path, argument="image")
 
 
 def _png_chunks(data: bytes):
@@ -74,7 +66,9 @@ def decode_label_map(data: bytes, name: str = "<bytes>") -> np.ndarray:
     Palette PNG: the palette index of every pixel (DAVIS: 0 background, k instance k). Grey PNG: the
     grey value. Colour image: the colour code `(r << 16) | (g << 8) | b`.
     """
-    array = np.frombuffer(data, np.uint8)
+    problem = video_io.image_problem(data)
+    if problem:
+        raise ValueError(f"annotation: {name!r} is damaged: {problem}.")
     colour_type = None
     if data[:8] == _PNG_SIGNATURE and len(data) > 26:
         colour_type = data[25]
@@ -84,9 +78,9 @@ def decode_label_map(data: bytes, name: str = "<bytes>") -> np.ndarray:
             if kind == b"PLTE":
                 palette = np.frombuffer(body, np.uint8).reshape(-1, 3).astype(np.int32)
                 break
-        bgr = cv2.imdecode(array, cv2.IMREAD_COLOR)
-        if bgr is None or palette is None:
-            raise ValueError(f"Unreadable annotation {name!r}: broken palette PNG.")
+        if palette is None:
+            raise ValueError(f"annotation: {name!r} is a palette PNG without a palette.")
+        bgr = video_io.decode_image(data, name, argument="annotation")[..., ::-1]
         codes = (
             (bgr[..., 2].astype(np.int32) << 16) | (bgr[..., 1].astype(np.int32) << 8) | bgr[..., 0]
         )
@@ -98,9 +92,7 @@ def decode_label_map(data: bytes, name: str = "<bytes>") -> np.ndarray:
         if not np.array_equal(sorted_codes[position], codes):
             raise ValueError(f"Annotation {name!r} holds a colour missing from its palette.")
         return first_index[position].astype(np.int32)
-    decoded = cv2.imdecode(array, cv2.IMREAD_UNCHANGED) if array.size else None
-    if decoded is None:
-        raise ValueError(f"Unreadable annotation {name!r}: not a decodable image file.")
+    decoded = video_io.decode_image_unchanged(data, name, argument="annotation")
     if decoded.ndim == 2:
         return decoded.astype(np.int32)
     if decoded.shape[-1] == 1:
@@ -111,7 +103,7 @@ def decode_label_map(data: bytes, name: str = "<bytes>") -> np.ndarray:
 
 def read_label_map(path: str | os.PathLike) -> np.ndarray:
     """Reads an annotation file as an integer label map `[H, W]`; see :func:`decode_label_map`."""
-    return decode_label_map(_read_bytes(path), str(path))
+    return decode_label_map(video_io.read_file_bytes(path, argument="annotation"), str(path))
 
 
 def _chunk(kind: bytes, body: bytes) -> bytes:
@@ -151,19 +143,9 @@ def write_image(path: str | os.PathLike, image: np.ndarray, jpeg_quality: int = 
         raise ValueError(
             f"image must be uint8 [H, W] or [H, W, 3], got {image.dtype} {image.shape}."
         )
-    suffix = pathlib.Path(path).suffix.lower()
-    if image.ndim == 3:
-        image = image[..., ::-1]
-    params = [cv2.IMWRITE_JPEG_QUALITY, int(jpeg_quality)] if suffix in (".jpg", ".jpeg") else []
-    ok, encoded = cv2.imencode(suffix, image, params)
-    if not ok:
-        raise ValueError(f"Cannot encode an image for {str(path)!r}.")
-    write_atomic(path, encoded.tobytes())
+    video_io.write_image(path, image, jpeg_quality=jpeg_quality)
 
 
 def list_images(folder: str | os.PathLike) -> list[pathlib.Path]:
-    """Image files directly in `folder`, sorted by name."""
-    folder = pathlib.Path(folder)
-    return sorted(
-        p for p in folder.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file()
-    )
+    """Image files directly in `folder` (`video_io.IMAGE_EXTENSIONS`, not hidden), sorted by name."""
+    return video_io.list_frame_files(folder)

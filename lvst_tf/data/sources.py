@@ -15,13 +15,14 @@ import os
 import pathlib
 import threading
 
-import cv2
 import numpy as np
 
 import gin
+from lvst_tf import video_io
 from lvst_tf.data import image_io
 
-VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v")
+# The one list of accepted video types lives in `lvst_tf.video_io`.
+VIDEO_EXTENSIONS = video_io.VIDEO_EXTENSIONS
 DAVIS_DIR_ENV = "LVST_DAVIS_DIR"
 _RESOLUTIONS = {
     "480p": "480p",
@@ -247,62 +248,20 @@ class _LruCache:
 
 
 def iter_frames(path):
-    """Streams the frames of a video file or a frame folder: `[H, W, 3]` uint8 RGB, in order."""
-    path = pathlib.Path(path)
-    if path.is_dir():
-        paths = image_io.list_images(path)
-        if not paths:
-            raise ValueError(f"input: frame folder {str(path)!r} holds no images.")
-        for frame_path in paths:
-            yield image_io.read_image(frame_path)
-        return
-    if not path.is_file():
-        raise ValueError(f"input: {str(path)!r} is neither a video file nor a frame folder.")
-    capture = cv2.VideoCapture(str(path))
-    try:
-        if not capture.isOpened():
-            raise ValueError(f"Unreadable video {str(path)!r}: OpenCV cannot open it.")
-        count = 0
-        while True:
-            ok, frame = capture.read()
-            if not ok:
-                break
-            count += 1
-            yield np.ascontiguousarray(frame[..., ::-1])
-        if count == 0:
-            raise ValueError(f"Unreadable video {str(path)!r}: no frames decoded.")
-    finally:
-        capture.release()
+    """Streams the frames of a video file or a frame folder: `[H, W, 3]` uint8 RGB, in order
+    (`video_io.FrameReader`; ValueError naming the path if it is missing or unreadable)."""
+    yield from video_io.read_frames(path, argument="input")
 
 
 def count_frames(path) -> int:
-    """Frame count of a video file (container metadata) or frame folder (number of images)."""
-    path = pathlib.Path(path)
-    if path.is_dir():
-        return len(image_io.list_images(path))
-    capture = cv2.VideoCapture(str(path))
-    count = int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) if capture.isOpened() else 0
-    capture.release()
-    return count
+    """Exact frame count of a video file or frame folder (`video_io.FrameReader`)."""
+    return len(video_io.read_frames(path, argument="input"))
 
 
 def read_video(path) -> np.ndarray:
-    """Decodes a whole video file to `[T, H, W, 3]` uint8 RGB; ValueError naming the path."""
-    capture = cv2.VideoCapture(str(path))
-    frames = []
-    try:
-        if not capture.isOpened():
-            raise ValueError(f"Unreadable video {str(path)!r}: OpenCV cannot open it.")
-        while True:
-            ok, frame = capture.read()
-            if not ok:
-                break
-            frames.append(frame[..., ::-1])
-    finally:
-        capture.release()
-    if not frames:
-        raise ValueError(f"Unreadable video {str(path)!r}: no frames decoded.")
-    return np.ascontiguousarray(np.stack(frames))
+    """Decodes a whole video file (or frame folder) to `[T, H, W, 3]` uint8 RGB; ValueError naming
+    the path."""
+    return video_io.read_video(path, argument="input")
 
 
 @gin.configurable
@@ -352,11 +311,7 @@ class VideoFolder(ClipSource):
             if path.is_dir():
                 count = len(image_io.list_images(path))
             else:
-                capture = cv2.VideoCapture(str(path))
-                count = int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) if capture.isOpened() else 0
-                capture.release()
-                if count <= 0:
-                    raise ValueError(f"Unreadable video {str(path)!r}: OpenCV cannot open it.")
+                count = count_frames(path)  # exact (a container's frame count can be wrong)
             if count != len(masks):
                 raise ValueError(
                     f"Sequence {name!r}: {count} frames in {str(path)!r} but {len(masks)} masks in "
