@@ -385,6 +385,45 @@ def load_trained_weights(model: Any, path: str | pathlib.Path) -> None:
         weight.assign(stored[key])
 
 
+REFERENCE_FILE = "reference.npz"
+PROVENANCE_FILE = "PROVENANCE.md"
+
+
+def save_pretrained(
+    workdir: str | pathlib.Path,
+    output: str | pathlib.Path,
+    checkpoint: str | int | None = None,
+    notes: str = "",
+) -> pathlib.Path:
+    """Writes a workdir's trained weights as a shippable model folder (what `load_pretrained` reads).
+
+    The folder gets `weights.npz` (the trained parts only, about 1.4 MB), the run's
+    `operative_config.gin` and `PROVENANCE.md` (which checkpoint, and `notes`). The encoder is not
+    stored: it comes from `build_model.vgg_weights` when the model is loaded.
+
+    Returns:
+      The checkpoint prefix the weights came from.
+    """
+    from lvst_tf.fileio import write_atomic  # noqa: PLC0415
+
+    workdir = pathlib.Path(workdir)
+    output = pathlib.Path(output)
+    prefix = resolve_checkpoint(workdir, checkpoint)
+    model = load_from_workdir(workdir, prefix)
+    output.mkdir(parents=True, exist_ok=True)
+    save_trained_weights(model, output / WEIGHTS_FILE)
+    write_atomic(output / CONFIG_FILE, (workdir / CONFIG_FILE).read_bytes())
+    step = pathlib.Path(prefix).name
+    text = (
+        f"# Provenance\n\nTrained weights of `{pathlib.Path(prefix).name}` ({step}) of a training run "
+        "of this project; its operative config is beside this file.\n"
+    )
+    if notes:
+        text += "\n" + notes.strip() + "\n"
+    write_atomic(output / PROVENANCE_FILE, text)
+    return prefix
+
+
 def pretrained_dir(name: str = DEFAULT_PRETRAINED) -> pathlib.Path:
     """The folder of a model shipped with the package."""
     folder = PRETRAINED_DIR / name
