@@ -3,15 +3,18 @@
 `VideoStylizer` drives the three inference pieces of the model (`encode_styles`, `predict_grids`,
 `render`, see docs/DESIGN.md):
 
-- style images are encoded once each; a `style_schedule` blends their statistics linearly over time
-  (METHOD section 3, "style transitions" [decision]);
-- bilateral grids are predicted on keyframes 0, r, 2r, ... and on the last frame; frames in between get
-  grids interpolated by `lvst_tf.ops.interpolate_grids` (METHOD section 6), or, in the causal `"hold"`
-  mode, the last keyframe's grid;
+- style images are encoded once each (optionally over a region of the style image, one mask per
+  style); a `style_schedule` blends their statistics linearly over time (METHOD section 3, "style
+  transitions" [decision]);
+- bilateral grids are predicted on the keyframes of `ops.keyframe_schedule` (0, r, 2r, ... and the
+  last frame); frames in between get grids blended with the schedule's weights (METHOD section 6),
+  or, in the causal `"hold"` mode, the last keyframe's grid;
 - the ST-AdaIN state advances from keyframe to keyframe (it is passed explicitly from one
   `predict_grids` call to the next);
 - every frame is rendered at its own full resolution, one frame at a time, and clipped to [0, 1] only
-  there, at the very end.
+  there, at the very end. With a `LocalizedStyleModel`, a uint8 frame goes into one traced function
+  as it is: cast, guide, grid blend, slice/apply and clip run without a NumPy float copy
+  (`LocalizedStyleModel.render_inference`).
 
 `stream` holds at most r + 1 full-resolution input frames; `stylize` is `stream` over arrays, so the
 two give identical frames. See docs/inference.md for the semantics and the reproduction decisions.
@@ -32,8 +35,9 @@ from lvst_tf import ops
 
 __all__ = ["VideoStylizer"]
 
-_INTERPOLATIONS = ("linear", "hold")
-_SOFT_MASK_MODES = ("normalized", "paper")
+# The valid options have one owner, `lvst_tf.ops`.
+INTERPOLATIONS = ops.INTERPOLATION_MODES
+SOFT_MASK_MODES = ops.SOFT_MASK_MODES
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -153,8 +157,51 @@ def _validate_styles(styles: Any, name: str) -> list[np.ndarray]:
     return [_validate_image(s, f"{name}[{k}]", rank=3) for k, s in enumerate(styles)]
 
 
-def _validate_schedule(schedule: Any, num_styles: int | None) -> list[tuple[int, list[np.ndarray]]]:
-    """`[(frame_index, styles), ...]`, strictly increasing non-negative indices, equal K."""
+def _validate_style_masks(
+    masks: Any, styles: list[np.ndarray], name: str
+) -> list[np.ndarray | None] | None:
+    """None, or K style-region masks `[h_k, w_k]` (or None = whole image) matching the styles."""
+    if masks is None:
+        return None
+    if isinstance(masks, (np.ndarray, tf.Tensor)):
+        arr = _as_array(masks, name)
+        if arr.ndim != 3:
+            raise ValueError(
+                f"{name} must be a list of K masks [h_k, w_k] (None = whole style image) or an "
+                f"array [K, h, w]; got an array of shape {tuple(arr.shape)}."
+            )
+        masks = list(arr)
+    if not isinstance(masks, collections.abc.Sequence) or isinstance(masks, (str, bytes)):
+        raise ValueError(
+            f"{name} must be a list of K masks [h_k, w_k] (None = whole style image); "
+            f"got {type(masks).__name__}."
+        )
+    if len(masks) != len(styles):
+        raise ValueError(
+            f"{name} has {len(masks)} masks for {len(styles)} styles; expected one per style "
+            "(None = the whole style image)."
+        )
+    out: list[np.ndarray | None] = []
+    for k, (mask, style) in enumerate(zip(masks, styles)):
+        if mask is None:
+            out.append(None)
+            continue
+        checked = _validate_mask(mask, f"{name}[{k}]", leading=0)
+        if checked.shape[-1] != 1:
+            raise ValueError(f"{name}[{k}] must be one mask [h, w]; got shape {np.shape(mask)}.")
+        if checked.shape[:2] != style.shape[:2]:
+            raise ValueError(
+                f"{name}[{k}] has size {checked.shape[:2]} but its style image has "
+                f"{style.shape[:2]}; expected a mask at the style image's size."
+            )
+        out.append(checked[..., 0])
+    return out
+
+
+def _validate_schedule(
+    schedule: Any, num_styles: int | None
+) -> list[tuple[int, list[np.ndarray], list[np.ndarray | None] | None]]:
+    """`[(frame_index, styles[, style_masks]), ...]`: strictly increasing indices >= 0, equal K."""
     if not isinstance(schedule, collections.abc.Sequence) or isinstance(schedule, (str, bytes)):
         raise ValueError(
             "style_schedule must be a list of (frame_index, styles) pairs; "
@@ -167,9 +214,12 @@ def _validate_schedule(schedule: Any, num_styles: int | None) -> list[tuple[int,
     out = []
     prev = -1
     for i, entry in enumerate(schedule):
-        if not isinstance(entry, collections.abc.Sequence) or len(entry) != 2:
-            raise ValueError(f"style_schedule[{i}] must be a (frame_index, styles) pair.")
-        index, entry_styles = entry
+        if not isinstance(entry, collections.abc.Sequence) or len(entry) not in (2, 3):
+            raise ValueError(
+                f"style_schedule[{i}] must be a (frame_index, styles) pair "
+                "(or a (frame_index, styles, style_masks) triple)."
+            )
+        index, entry_styles = entry[0], entry[1]
         if isinstance(index, (bool, np.bool_)) or not isinstance(index, numbers.Integral):
             raise ValueError(
                 f"style_schedule[{i}][0] (frame_index) must be an int; got {type(index).__name__}."
@@ -191,7 +241,10 @@ def _validate_schedule(schedule: Any, num_styles: int | None) -> list[tuple[int,
                 f"style_schedule[{i}][1] has {len(entry_styles)} styles; every entry (and `styles`) "
                 f"must have the same K = {num_styles}."
             )
-        out.append((index, entry_styles))
+        entry_masks = None
+        if len(entry) == 3:
+            entry_masks = _validate_style_masks(entry[2], entry_styles, f"style_schedule[{i}][2]")
+        out.append((index, entry_styles, entry_masks))
     return out
 
 
@@ -205,18 +258,44 @@ def _concat_stats(parts: Sequence[dict[str, tf.Tensor]]) -> dict[str, tf.Tensor]
     return {k: tf.concat([p[k] for p in parts], axis=1) for k in parts[0]}
 
 
-class _Traced:
-    """`predict_grids` and `render` of one model as traced functions, shared by its stylizers.
+def _frame_tensor(frame: np.ndarray, keep_uint8: bool) -> tf.Tensor:
+    """One validated frame `[H, W, 3]` -> `[1, H, W, 3]`: uint8 as is (when the model takes it),
+    else float32 in [0, 1]."""
+    if frame.dtype == np.uint8 and keep_uint8:
+        return tf.convert_to_tensor(frame[None])
+    return tf.convert_to_tensor(_image_to_float(frame)[None])
 
-    Signatures are relaxed to any frame size and any K, so each function is traced once (`predict`
-    once per soft-mask mode). Autograph is off: the model's
+
+def _mask_tensor(mask: np.ndarray) -> tf.Tensor:
+    """One validated mask `[H, W, K-1]` -> float32 `[1, H, W, K-1]` in [0, 1].
+
+    The conversion runs as TensorFlow ops (multi-threaded) rather than a NumPy cast; the arithmetic
+    (cast, times float32(1/255)) is the same as `_mask_to_float`.
+    """
+    m = tf.convert_to_tensor(mask[None])
+    if m.dtype == tf.uint8:
+        return tf.cast(m, tf.float32) * np.float32(1.0 / 255.0)
+    return tf.cast(m, tf.float32)
+
+
+class _Traced:
+    """The model's inference pieces as traced functions, shared by all stylizers of one model.
+
+    Signatures are relaxed to any frame size and any K, so each function is traced once per
+    option (soft-mask mode) and frame dtype (uint8 or float32). Autograph is off: the model's
     methods are plain graph code (autograph's conversion of Keras internals fails). The model is
     held by a weak reference so the cache below does not keep it alive.
+
+    With a `LocalizedStyleModel` (anything with `render_inference`), uint8 frames go into the
+    traced functions as they are: `render` is then the fused inference render (cast, guide,
+    slice/apply and clip, see `LocalizedStyleModel.render_inference`). Other models (e.g. the
+    SavedModel adapter of `lvst_tf.export`) get float32 frames and `model.render`, clipped here.
     """
 
     def __init__(self, model: Any):
         self._model_ref = weakref.ref(model)
         self._fns: dict[tuple, Any] = {}
+        self.fused = callable(getattr(model, "render_inference", None))
 
     @property
     def model(self):
@@ -230,12 +309,12 @@ class _Traced:
         return {k: tf.TensorSpec([None] * v.shape.rank, v.dtype) for k, v in structure.items()}
 
     def predict(self, frame, mask, stats, state, soft_mask_mode):
-        """One keyframe: frame `[1, H, W, 3]`, mask `[1, H, W, K-1]` float32 -> predict_grids dict."""
-        key = ("predict_first" if state is None else "predict_next", soft_mask_mode)
+        """One keyframe: frame `[1, H, W, 3]` (uint8 or float32), mask `[1, H, W, K-1]` float32."""
+        key = ("predict_first" if state is None else "predict_next", soft_mask_mode, frame.dtype)
         fn = self._fns.get(key)
         if fn is None:
             specs = [
-                tf.TensorSpec([None, None, None, 3], tf.float32),
+                tf.TensorSpec([None, None, None, 3], frame.dtype),
                 tf.TensorSpec([None, None, None, None], tf.float32),
                 self._relaxed(stats),
             ]
@@ -261,46 +340,73 @@ class _Traced:
             return fn(frame, mask, stats)
         return fn(frame, mask, stats, state)
 
-    def encode(self, style):
-        """One style image `[1, h, w, 3]` float32 (any size) -> `encode_styles` dict `[1, 1, C]`."""
-        fn = self._fns.get(("encode",))
+    def encode(self, style, mask=None):
+        """One style image `[1, h, w, 3]` float32 (any size) and optionally its region mask
+        `[1, h, w]` float32 -> `encode_styles` dict `[1, 1, C]`."""
+        key = ("encode",) if mask is None else ("encode_masked",)
+        fn = self._fns.get(key)
         if fn is None:
-
-            def encode(style):
-                return self.model.encode_styles(style)
-
             spec = tf.TensorSpec([None, None, None, 3], tf.float32)
-            fn = tf.function(encode, input_signature=[spec], autograph=False)
-            self._fns[("encode",)] = fn
-        return fn(style)
+            if mask is None:
 
-    def render(self, grids, frame):
-        """grids `[1, GH, GW, GD, 12]`, frame `[1, H, W, 3]` -> `[1, H, W, 3]`, not clipped."""
-        fn = self._fns.get(("render",))
+                def encode(style):
+                    return self.model.encode_styles(style)
+
+                fn = tf.function(encode, input_signature=[spec], autograph=False)
+            else:
+
+                def encode_masked(style, mask):
+                    return self.model.encode_styles(style, style_masks=mask)
+
+                mask_spec = tf.TensorSpec([None, None, None], tf.float32)
+                fn = tf.function(encode_masked, input_signature=[spec, mask_spec], autograph=False)
+            self._fns[key] = fn
+        return fn(style) if mask is None else fn(style, mask)
+
+    def render(self, grids, next_grids, weight, frame):
+        """Grids `(1 - w) G_a + w G_b` (the formula of `ops.interpolate_grids`), rendered on frame
+        `[1, H, W, 3]` (uint8 or float32) and clipped to [0, 1]: `[1, H, W, 3]` float32."""
+        key = ("render", frame.dtype)
+        fn = self._fns.get(key)
         if fn is None:
+            model_ref = self._model_ref
+            fused = self.fused
 
-            def render(grids, frame):
-                return self.model.render(grids, frame)
+            def render(grids, next_grids, weight, frame):
+                model = model_ref()
+                grid = grids + weight * (next_grids - grids)
+                if fused:
+                    return model.render_inference(grid, frame)
+                if frame.dtype == tf.uint8:
+                    frame = tf.cast(frame, tf.float32) * (1.0 / 255.0)
+                out = model.render(grid, frame)
+                return tf.clip_by_value(out, 0.0, 1.0)  # the pipeline's only clipping
 
+            grid_spec = tf.TensorSpec([None, *grids.shape[1:]], tf.float32)
             specs = [
-                tf.TensorSpec([None, *grids.shape[1:]], tf.float32),
-                tf.TensorSpec([None, None, None, 3], tf.float32),
+                grid_spec,
+                grid_spec,
+                tf.TensorSpec([], tf.float32),
+                tf.TensorSpec([None, None, None, 3], frame.dtype),
             ]
             fn = tf.function(render, input_signature=specs, autograph=False)
-            self._fns[("render",)] = fn
-        return fn(grids, frame)
+            self._fns[key] = fn
+        return fn(grids, next_grids, weight, frame)
 
     def tracing_counts(self, soft_mask_mode) -> dict[str, int]:
-        keys = {
-            "encode": ("encode",),
-            "predict_first": ("predict_first", soft_mask_mode),
-            "predict_next": ("predict_next", soft_mask_mode),
-            "render": ("render",),
-        }
-        return {
-            name: self._fns[key].experimental_get_tracing_count() if key in self._fns else 0
-            for name, key in keys.items()
-        }
+        names = ("encode", "predict_first", "predict_next", "render")
+        counts = {name: 0 for name in names}
+        counts.update({f"{name}_uint8": 0 for name in names[1:]})
+        for key, fn in self._fns.items():
+            name = key[0]
+            if name in ("predict_first", "predict_next") and key[1] != soft_mask_mode:
+                continue
+            if name == "encode_masked":
+                name = "encode"
+            elif key[-1] == tf.uint8:
+                name += "_uint8"
+            counts[name] += fn.experimental_get_tracing_count()
+        return counts
 
 
 _TRACED_CACHE: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
@@ -317,24 +423,33 @@ def _traced_for(model: Any) -> _Traced:
         return _Traced(model)
 
 
+_ZERO = np.float32(0.0)
+
+
 class VideoStylizer:
     """Localized photorealistic video stylization with r-frame grid sub-sampling.
 
     Args:
       model: a `LocalizedStyleModel` from `lvst_tf.models.build_model` (or any object with the same
         `encode_styles`, `predict_grids`, `render` methods, see docs/DESIGN.md).
-      r: grid sub-sampling factor, an int >= 1 (METHOD section 6). Keyframes are 0, r, 2r, ... and,
-        with `"linear"`, the last frame. r = 1 predicts a grid for every frame.
-      interpolation: `"linear"` (grids of frames between keyframes a < t < b are
-        `(1 - w) G_a + w G_b`, `w = (t - a) / (b - a)`; adds up to r - 1 frames of latency) or
-        `"hold"` (causal: every frame is output as soon as it arrives with the last keyframe's grid;
-        the last frame is then not a keyframe).
-      soft_mask_mode: passed to `model.predict_grids` (`"normalized"` or `"paper"`, METHOD section 5).
+      r: grid sub-sampling factor, an int >= 1 (METHOD section 6). Keyframes are those of
+        `ops.keyframe_schedule`: 0, r, 2r, ... and, with `"linear"`, the last frame. r = 1 predicts
+        a grid for every frame.
+      interpolation: one of `ops.INTERPOLATION_MODES`: `"linear"` (grids of frames between
+        keyframes a < t < b are `(1 - w) G_a + w G_b`, `w = (t - a) / (b - a)`; adds up to r - 1
+        frames of latency) or `"hold"` (causal: every frame is output as soon as it arrives with the
+        last keyframe's grid; the last frame is then not a keyframe).
+      soft_mask_mode: None (default: the model's own mode, `model.soft_mask_mode`) or one of
+        `ops.SOFT_MASK_MODES` (`"normalized"`, `"paper"`, METHOD section 5), passed to
+        `model.predict_grids`.
 
     Styles are encoded once each per call (an image used by several schedule entries once). The
     ST-AdaIN state is carried from keyframe to keyframe and reset at the start of every `stylize` /
     `stream` call. The traced functions are built once per model, shared by all its stylizers, and
     take any frame size and K, so new sizes, calls or stylizers do not retrace.
+
+    Public pieces (the very functions `stream` runs, for tools and benchmarks): `encode_schedule`,
+    `predict_keyframe`, `render_frame`, `tracing_counts`.
     """
 
     def __init__(
@@ -342,7 +457,7 @@ class VideoStylizer:
         model: Any,
         r: int = 1,
         interpolation: str = "linear",
-        soft_mask_mode: str = "normalized",
+        soft_mask_mode: str | None = None,
     ):
         for method in ("encode_styles", "predict_grids", "render"):
             if not callable(getattr(model, method, None)):
@@ -352,53 +467,88 @@ class VideoStylizer:
                 )
         if isinstance(r, (bool, np.bool_)) or not isinstance(r, numbers.Integral) or r < 1:
             raise ValueError(f"r must be an int >= 1 (grid sub-sampling factor); got {r!r}.")
-        if interpolation not in _INTERPOLATIONS:
+        if interpolation not in INTERPOLATIONS:
             raise ValueError(
-                f"interpolation must be one of {_INTERPOLATIONS}; got {interpolation!r}."
+                f"interpolation must be one of {INTERPOLATIONS}; got {interpolation!r}."
             )
-        if soft_mask_mode not in _SOFT_MASK_MODES:
+        if soft_mask_mode is not None and soft_mask_mode not in SOFT_MASK_MODES:
             raise ValueError(
-                f"soft_mask_mode must be one of {_SOFT_MASK_MODES}; got {soft_mask_mode!r}."
+                f"soft_mask_mode must be one of {SOFT_MASK_MODES} or None (the model's own "
+                f"mode); got {soft_mask_mode!r}."
             )
         self.model = model
         self.r = int(r)
         self.interpolation = interpolation
         self.soft_mask_mode = soft_mask_mode
-        self._style_cache: dict[int, tuple[np.ndarray, dict[str, tf.Tensor]]] = {}
-
+        self._style_cache: dict[tuple[int, int], tuple[Any, Any, dict[str, tf.Tensor]]] = {}
         self._traced = _traced_for(model)
 
+    @property
+    def effective_soft_mask_mode(self) -> str | None:
+        """The soft-mask mode `predict_grids` runs with (None: the model's own, unknown here)."""
+        if self.soft_mask_mode is not None:
+            return self.soft_mask_mode
+        return getattr(self.model, "soft_mask_mode", None)
+
     def tracing_counts(self) -> dict[str, int]:
-        """Traces of each traced piece: at most one per model and option, whatever the frame sizes,
-        K, or number of calls and stylizers (tests check it)."""
+        """Traces of each traced piece: at most one per model, option and frame dtype, whatever the
+        frame sizes, K, or number of calls and stylizers (tests check it). Keys: `encode` (masked
+        and unmasked styles), `predict_first`, `predict_next`, `render` (float frames) and
+        `predict_first_uint8`, `predict_next_uint8`, `render_uint8` (uint8 frames)."""
         return self._traced.tracing_counts(self.soft_mask_mode)
 
     # -- styles --------------------------------------------------------------------------------------
 
-    def _encode_style(self, style: np.ndarray) -> dict[str, tf.Tensor]:
-        """Statistics `{key: [1, 1, C]}` of one style image, cached by object identity."""
-        cached = self._style_cache.get(id(style))
-        if cached is not None and cached[0] is style:
-            return cached[1]
+    def _encode_style(self, style: np.ndarray, mask: np.ndarray | None) -> dict[str, tf.Tensor]:
+        """Statistics `{key: [1, 1, C]}` of one style image (over its region mask, if any), cached
+        by object identity."""
+        key = (id(style), id(mask))
+        cached = self._style_cache.get(key)
+        if cached is not None and cached[0] is style and cached[1] is mask:
+            return cached[2]
         # Each style separately: the K images may have different sizes (encode_styles resizes).
-        stats = self._traced.encode(tf.convert_to_tensor(_image_to_float(style)[None]))
+        style_t = tf.convert_to_tensor(_image_to_float(style)[None])
+        if mask is None:
+            stats = self._traced.encode(style_t)
+        else:
+            stats = self._traced.encode(style_t, tf.convert_to_tensor(_mask_to_float(mask)[None]))
         stats = {
             k: tf.reshape(tf.convert_to_tensor(v, tf.float32), [1, 1, -1]) for k, v in stats.items()
         }
-        # Keep `style` referenced so its id cannot be reused while cached.
-        self._style_cache[id(style)] = (style, stats)
+        # Keep `style` and `mask` referenced so their ids cannot be reused while cached.
+        self._style_cache[key] = (style, mask, stats)
         return stats
 
-    def _encode_schedule(
-        self, styles: list[np.ndarray] | None, schedule: list[tuple[int, list[np.ndarray]]] | None
+    def encode_schedule(
+        self,
+        styles: Sequence[Any] | None,
+        style_schedule: Sequence[tuple] | None = None,
+        style_masks: Sequence[Any] | None = None,
     ) -> list[tuple[int, dict[str, tf.Tensor]]]:
-        entries: list[tuple[int, list[np.ndarray]]] = []
+        """Validates and encodes styles (and a schedule) as `stylize` / `stream` do.
+
+        Args: `styles`, `style_schedule`, `style_masks` as in `stream`.
+
+        Returns:
+          `[(frame_index, stats), ...]` in increasing frame order; `stats` is the dict of
+          `encode_styles` with `[1, K, C_i]` tensors (`styles` is the entry at frame 0).
+        """
+        styles, schedule, masks, _ = self._check_inputs(styles, style_schedule, style_masks)
+        return self._encode_entries(styles, schedule, masks)
+
+    def _encode_entries(self, styles, schedule, masks) -> list[tuple[int, dict[str, tf.Tensor]]]:
+        entries: list[tuple[int, list[np.ndarray], list | None]] = []
         if styles is not None:
-            entries.append((0, styles))
+            entries.append((0, styles, masks))
         if schedule:
             entries.extend(schedule)
         self._style_cache = {}
-        return [(i, _concat_stats([self._encode_style(s) for s in st])) for i, st in entries]
+        encoded = []
+        for index, entry_styles, entry_masks in entries:
+            entry_masks = entry_masks or [None] * len(entry_styles)
+            parts = [self._encode_style(s, m) for s, m in zip(entry_styles, entry_masks)]
+            encoded.append((index, _concat_stats(parts)))
+        return encoded
 
     @staticmethod
     def _stats_at(encoded: list[tuple[int, dict[str, tf.Tensor]]], t: int) -> dict[str, tf.Tensor]:
@@ -413,13 +563,71 @@ class VideoStylizer:
                 return {k: (1.0 - w) * s0[k] + w * s1[k] for k in s0}
         raise AssertionError("unreachable")
 
+    # -- the traced pieces ---------------------------------------------------------------------------
+
+    def predict_keyframe(
+        self,
+        frame: Any,
+        mask: Any,
+        stats: dict[str, tf.Tensor],
+        state: dict[str, tf.Tensor] | None = None,
+    ) -> dict[str, tf.Tensor]:
+        """`model.predict_grids` on one keyframe through the stylizer's traced function.
+
+        Args:
+          frame: `[1, H, W, 3]` uint8 or float32 tensor (or array).
+          mask: `[1, H, W, K-1]` float32 in [0, 1].
+          stats: `[1, K, C_i]` statistics, e.g. from `encode_schedule`.
+          state: None (first keyframe) or the previous keyframe's `state_0..state_5`.
+
+        Returns:
+          The `predict_grids` dict (`grids [1, GH, GW, GD, 12]`, `state_i`, ...).
+        """
+        frame = tf.convert_to_tensor(frame)
+        if frame.dtype == tf.uint8 and not self._traced.fused:
+            frame = tf.cast(frame, tf.float32) * np.float32(1.0 / 255.0)
+        elif frame.dtype != tf.uint8:
+            frame = tf.cast(frame, tf.float32)
+        mask = tf.cast(tf.convert_to_tensor(mask), tf.float32)
+        if state is not None:
+            state = {k: v for k, v in state.items() if k.startswith("state_")}
+        return self._traced.predict(frame, mask, stats, state, self.soft_mask_mode)
+
+    def render_frame(
+        self, grids: Any, frame: Any, next_grids: Any = None, weight: float = 0.0
+    ) -> tf.Tensor:
+        """Renders one frame as `stream` does: `[1, H, W, 3]` float32 in [0, 1] (clipped).
+
+        Args:
+          grids: `[1, GH, GW, GD, 12]`, the grid G_a of the keyframe at or before the frame.
+          frame: `[1, H, W, 3]` uint8 or float32 tensor (or array).
+          next_grids: optional G_b of the next keyframe; the frame then uses
+            `(1 - weight) G_a + weight G_b` (the formula of `ops.interpolate_grids`).
+          weight: float in [0, 1].
+        """
+        frame = tf.convert_to_tensor(frame)
+        if frame.dtype != tf.uint8:
+            frame = tf.cast(frame, tf.float32)
+        grids = tf.convert_to_tensor(grids, tf.float32)
+        next_grids = grids if next_grids is None else tf.convert_to_tensor(next_grids, tf.float32)
+        return self._traced.render(grids, next_grids, np.float32(weight), frame)
+
     # -- public API ----------------------------------------------------------------------------------
 
-    def _check_inputs(self, styles, style_schedule):
-        """Validates styles / schedule; returns (styles or None, schedule or None, K)."""
+    def _check_inputs(self, styles, style_schedule, style_masks=None):
+        """Validates styles / schedule / masks; returns (styles or None, schedule or None,
+        style masks or None, K)."""
         if styles is None and style_schedule is None:
             raise ValueError("styles is required (a list of K style images, last = background).")
+        if styles is None and style_masks is not None:
+            raise ValueError(
+                "style_masks belong to `styles`, which is None; give schedule entries as "
+                "(frame_index, styles, style_masks) instead."
+            )
         checked_styles = None if styles is None else _validate_styles(styles, "styles")
+        masks = None
+        if checked_styles is not None:
+            masks = _validate_style_masks(style_masks, checked_styles, "style_masks")
         num_styles = None if checked_styles is None else len(checked_styles)
         schedule = None
         if style_schedule is not None:
@@ -430,13 +638,14 @@ class VideoStylizer:
                     "pass styles=None (the schedule then defines every frame) or drop that entry."
                 )
             num_styles = len(schedule[0][1])
-        return checked_styles, schedule, num_styles
+        return checked_styles, schedule, masks, num_styles
 
     def stream(
         self,
         frames_and_masks: Iterable[tuple[Any, Any]],
         styles: Sequence[Any] | None,
-        style_schedule: Sequence[tuple[int, Sequence[Any]]] | None = None,
+        style_schedule: Sequence[tuple] | None = None,
+        style_masks: Sequence[Any] | None = None,
     ) -> Iterator[np.ndarray]:
         """Stylizes a stream of frames; holds at most r + 1 full-resolution input frames.
 
@@ -444,11 +653,17 @@ class VideoStylizer:
           frames_and_masks: iterable of `(frame, mask)`: frame `[H, W, 3]` uint8 or float in [0, 1];
             mask `[H, W]` (one object) or `[H, W, K-1]`, uint8 0/255, bool or float in [0, 1].
             H, W and K-1 must stay the same over the stream; each frame is validated on arrival.
+            uint8 frames are the fast path: they go into the model as they are (no float copy).
           styles: list of K style images `[h, w, 3]`, any size, last = background. May be None when
             `style_schedule` is given; otherwise it is the styles at frame 0.
-          style_schedule: optional list of `(frame_index, styles)`, strictly increasing indices; the
-            style statistics blend linearly between consecutive entries (before the first entry the
-            first is used, after the last the last).
+          style_schedule: optional list of `(frame_index, styles)` (or `(frame_index, styles,
+            style_masks)`), strictly increasing indices; the style statistics blend linearly
+            between consecutive entries (before the first entry the first is used, after the last
+            the last).
+          style_masks: optional style-region masks for `styles`: a list of K masks, mask k
+            `[h_k, w_k]` at the size of style image k (uint8 0/255, bool or float in [0, 1]), or
+            None for the whole image. Region k of the video then takes its style statistics from
+            that region of style k only (`model.encode_styles(style_masks=...)`).
 
         Returns:
           An iterator of output frames `[H, W, 3]` float32 in [0, 1], in input order. With
@@ -456,10 +671,12 @@ class VideoStylizer:
           stream) arrives; with `"hold"` each frame comes out before the next one is read.
 
         Raises:
-          ValueError: bad styles / schedule (at once), bad frames or masks (when they arrive), an
-            empty stream (at its end).
+          ValueError: bad styles / schedule / style masks (at once), bad frames or masks (when
+            they arrive), an empty stream (at its end).
         """
-        checked_styles, schedule, num_styles = self._check_inputs(styles, style_schedule)
+        checked_styles, schedule, masks, num_styles = self._check_inputs(
+            styles, style_schedule, style_masks
+        )
         if isinstance(frames_and_masks, (np.ndarray, tf.Tensor, str, bytes)) or not isinstance(
             frames_and_masks, Iterable
         ):
@@ -468,7 +685,7 @@ class VideoStylizer:
                 f"[H, W, K-1]) pairs; got {type(frames_and_masks).__name__}."
             )
         return self._run(
-            self._validated_pairs(frames_and_masks, num_styles), checked_styles, schedule
+            self._validated_pairs(frames_and_masks, num_styles), checked_styles, schedule, masks
         )
 
     def stylize(
@@ -476,9 +693,14 @@ class VideoStylizer:
         frames: Any,
         masks: Any,
         styles: Sequence[Any] | None,
-        style_schedule: Sequence[tuple[int, Sequence[Any]]] | None = None,
+        style_schedule: Sequence[tuple] | None = None,
+        style_masks: Sequence[Any] | None = None,
     ) -> np.ndarray:
         """Stylizes a whole video held in memory.
+
+        The result holds the whole clip in float32: `T * H * W * 12` bytes (4x a uint8 input;
+        e.g. 1.4 GB for 10 frames of 3000x4000). For long or large videos use `stream`, which
+        holds at most r + 1 input frames and hands out one output frame at a time.
 
         Args:
           frames: `[T, H, W, 3]` uint8 or float in [0, 1], any H, W.
@@ -488,12 +710,15 @@ class VideoStylizer:
           styles: list of K style images `[h, w, 3]` of any size, last = background (None allowed with
             a `style_schedule`).
           style_schedule: see `stream`.
+          style_masks: see `stream`.
 
         Returns:
           `[T, H, W, 3]` float32 in [0, 1] (clipped here, at the very end); identical to the frames of
           `stream` over the same inputs.
         """
-        checked_styles, schedule, num_styles = self._check_inputs(styles, style_schedule)
+        checked_styles, schedule, style_region_masks, num_styles = self._check_inputs(
+            styles, style_schedule, style_masks
+        )
         frames = _validate_image(frames, "frames", rank=4)
         masks = _validate_mask(masks, "masks", leading=1)
         if masks.shape[0] != frames.shape[0]:
@@ -514,7 +739,7 @@ class VideoStylizer:
         out = np.empty(frames.shape, np.float32)
         pairs = ((frames[t], masks[t]) for t in range(frames.shape[0]))
         count = 0
-        for t, o in enumerate(self._run(pairs, checked_styles, schedule)):
+        for t, o in enumerate(self._run(pairs, checked_styles, schedule, style_region_masks)):
             out[t] = o
             count += 1
         assert count == frames.shape[0]
@@ -554,67 +779,75 @@ class VideoStylizer:
         if size is None:
             raise ValueError("frames_and_masks is empty; expected at least one (frame, mask) pair.")
 
-    def _run(self, pairs, styles, schedule) -> Iterator[np.ndarray]:
-        """The streaming core shared by `stream` and `stylize` (inputs already validated)."""
+    def _segment_weights(self, t_key: int) -> np.ndarray:
+        """Interpolation weights `[t_key + 1]` of the frames up to keyframe `t_key`.
+
+        They come from `ops.keyframe_schedule` (the one keyframe rule) over the frames seen so far,
+        `t_key + 1` of them: its keyframes are 0, r, 2r, ... and its last frame `t_key`, so it
+        covers both a regular keyframe and the end of the stream.
+        """
+        with tf.init_scope():
+            return ops.keyframe_schedule(t_key + 1, self.r).weight.numpy()
+
+    def _run(self, pairs, styles, schedule, style_masks=None) -> Iterator[np.ndarray]:
+        """The streaming core shared by `stream` and `stylize` (inputs already validated).
+
+        Keyframes follow `ops.keyframe_schedule`: frame t is a keyframe when t is a multiple of r
+        (keyframes of the schedule of every video longer than t), and, with `"linear"`, the last
+        frame, which the end of the stream reveals. Frames after the last keyframe wait (linear
+        mode) until the next keyframe or the end of the stream; their grids are then blended with
+        the schedule's weights.
+        """
         encoded = None
         state = None
-        last_key: tuple[int, tf.Tensor] | None = None  # (index, grids [1, GH, GW, GD, 12])
-        pending: list[tuple[int, np.ndarray]] = []  # frames after the last keyframe (linear mode)
+        key_grids = None  # grids [1, GH, GW, GD, 12] of the last keyframe
+        pending: list[tuple[int, Any]] = []  # frames after the last keyframe (linear mode)
         pending_mask: np.ndarray | None = None  # mask of the newest pending frame
         r = self.r
-
-        def as_tensor(frame):
-            return tf.convert_to_tensor(_image_to_float(frame)[None])
+        keep_uint8 = self._traced.fused
+        traced = self._traced
 
         def predict(t, frame_t, mask):
             nonlocal state
-            stats = self._stats_at(encoded, t)
-            mask_t = tf.convert_to_tensor(_mask_to_float(mask)[None])
-            out = self._traced.predict(frame_t, mask_t, stats, state, self.soft_mask_mode)
+            out = traced.predict(
+                frame_t, _mask_tensor(mask), self._stats_at(encoded, t), state, self.soft_mask_mode
+            )
             state = {k: v for k, v in out.items() if k.startswith("state_")}
             return out["grids"]
 
-        def render(grids, frame_t):
-            out = self._traced.render(grids, frame_t).numpy()[0]
-            np.clip(out, 0.0, 1.0, out=out)  # the only clipping of the pipeline (METHOD section 2)
-            return out
+        def render(grids, frame_t, next_grids=None, weight=_ZERO):
+            next_grids = grids if next_grids is None else next_grids
+            # .numpy() of a CPU tensor shares its buffer: no copy of the output frame.
+            return traced.render(grids, next_grids, weight, frame_t).numpy()[0]
 
-        def flush(t_key, key_grids):
-            """Renders the pending frames between `last_key` and the new keyframe `t_key`."""
-            if not pending:
-                return
-            t0, g0 = last_key
-            seg = ops.interpolate_grids(
-                tf.concat([g0, key_grids], axis=0), [0, t_key - t0], t_key - t0 + 1, mode="linear"
-            )
-            for t, frame in pending:
-                yield render(seg[t - t0 : t - t0 + 1], as_tensor(frame))
+        def keyframe(t, frame, mask):
+            """Predicts keyframe t, renders the pending frames before it, then t itself."""
+            nonlocal key_grids
+            frame_t = _frame_tensor(frame, keep_uint8)  # converted once for predict and render
+            grids = predict(t, frame_t, mask)
+            if pending:
+                weights = self._segment_weights(t)
+                for t_p, frame_p in pending:
+                    yield render(key_grids, _frame_tensor(frame_p, keep_uint8), grids, weights[t_p])
+                pending.clear()
+            key_grids = grids
+            yield render(grids, frame_t)
 
         for t, (frame, mask) in enumerate(pairs):
             if encoded is None:
                 # Styles are encoded once the first frame has passed validation.
-                encoded = self._encode_schedule(styles, schedule)
+                encoded = self._encode_entries(styles, schedule, style_masks)
             if t % r == 0:
-                frame_t = as_tensor(frame)  # converted once for predict and render
-                grids = predict(t, frame_t, mask)
-                if self.interpolation == "linear":
-                    yield from flush(t, grids)
-                    pending.clear()
-                    pending_mask = None
-                last_key = (t, grids)
-                yield render(grids, frame_t)
-                del frame_t
+                pending_mask = None
+                yield from keyframe(t, frame, mask)
             elif self.interpolation == "hold":
-                yield render(last_key[1], as_tensor(frame))
+                yield render(key_grids, _frame_tensor(frame, keep_uint8))
             else:
                 pending.append((t, frame))
                 pending_mask = mask
             del frame, mask
         if pending:
-            # The end of the stream makes the newest pending frame a keyframe (METHOD section 6).
+            # The end of the stream makes the newest pending frame a keyframe: the last frame of
+            # `ops.keyframe_schedule` (METHOD section 6).
             t_last, frame_last = pending.pop()
-            frame_t = as_tensor(frame_last)
-            grids = predict(t_last, frame_t, pending_mask)
-            yield from flush(t_last, grids)
-            pending.clear()
-            yield render(grids, frame_t)
+            yield from keyframe(t_last, frame_last, pending_mask)

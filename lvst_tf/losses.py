@@ -23,6 +23,8 @@ Reductions (the paper does not state them; each is a gin choice, see docs/traini
 import tensorflow as tf
 
 import gin
+from lvst_tf import ops
+from lvst_tf.models import st_adain
 
 _EPS = 1e-5  # Inside the sqrt of masked variances, like the model's ST-AdaIN (METHOD §3).
 _BCE_EPS = 1e-6
@@ -39,20 +41,8 @@ def _check_rank(x, rank, name, form):
         raise ValueError(f"`{name}` must be {form} (rank {rank}), got shape {x.shape}.")
 
 
-def region_masks_from_objects(object_masks):
-    """Appends the background region to object masks (DESIGN.md: background = 1 - max of the objects).
-
-    Args:
-      object_masks: `[..., K-1]` float32 in [0, 1].
-
-    Returns:
-      `[..., K]`: the objects, then the background `1 - max_k m_k` last.
-    """
-    object_masks = _f32(object_masks)
-    if object_masks.shape.rank is not None and object_masks.shape.rank < 1:
-        raise ValueError("`object_masks` must be [..., K-1], got a scalar.")
-    background = 1.0 - tf.reduce_max(object_masks, axis=-1, keepdims=True)
-    return tf.concat([object_masks, background], axis=-1)
+# The background rule has one owner, `ops.region_masks`; this is its name in the losses' API.
+region_masks_from_objects = ops.region_masks
 
 
 def content_loss(output_features, content_features):
@@ -76,42 +66,15 @@ def content_loss(output_features, content_features):
     return tf.reduce_mean(tf.square(output_features - content_features))
 
 
-def mean_std(features, eps=_EPS):
-    """Per-channel mean and std over the whole image.
-
-    Args:
-      features: `[N, h, w, C]`.
-
-    Returns:
-      `(mean, std)`, each `[N, C]`; std = sqrt(var + eps).
-    """
-    features = _f32(features)
-    _check_rank(features, 4, "features", "[N, h, w, C]")
-    mean, var = tf.nn.moments(features, axes=[1, 2])
-    return mean, tf.sqrt(var + eps)
-
-
-def resize_masks_area(masks, size):
-    """Area-resizes masks to a feature resolution (the fraction of each feature cell that is inside).
-
-    Args:
-      masks: `[N, H, W, K]` in [0, 1].
-      size: `(h, w)`.
-
-    Returns:
-      `[N, h, w, K]`.
-    """
-    masks = _f32(masks)
-    _check_rank(masks, 4, "masks", "[N, H, W, K]")
-    if isinstance(size, tuple) and tuple(masks.shape[1:3]) == size:
-        return masks
-    return tf.image.resize(masks, size, method="area")
-
-
 def masked_mean_std(features, masks, eps=_EPS):
     """Per-region, per-channel statistics of features over soft masks (METHOD §7, localized style).
 
-    The masks are area-resized to the feature resolution; pixels with mask 0 do not contribute.
+    The loss's reading of the one owner of masked statistics, `st_adain.masked_moments`: masks are
+    resized to the feature resolution by `st_adain.resize_mask` with the "area" fallback (exact
+    block means for the integer factors of training), `empty="floor"` (an empty region gets mean 0
+    and std sqrt(eps), and sums are divided by max(area, eps)) and `variance="expanded"`
+    (E[x^2] - E[x]^2, no `[N, h, w, K, C]` temporary). These keep the loss a training run depends
+    on unchanged; the model's ST-AdaIN uses the same function with `empty="image"`, "centered".
 
     Args:
       features: `[N, h, w, C]`.
@@ -126,14 +89,9 @@ def masked_mean_std(features, masks, eps=_EPS):
     masks = _f32(masks)
     _check_rank(masks, 4, "masks", "[N, H, W, K]")
     static = tuple(features.shape[1:3])
-    masks = resize_masks_area(masks, tf.shape(features)[1:3] if None in static else static)
-    area = tf.reduce_sum(masks, axis=[1, 2])[..., None]  # [N, K, 1]
-    area = tf.maximum(area, eps)
-    mean = tf.einsum("nhwk,nhwc->nkc", masks, features) / area
-    # E[x^2] - E[x]^2 avoids an [N, h, w, K, C] tensor; clamped at 0 against rounding.
-    second = tf.einsum("nhwk,nhwc->nkc", masks, tf.square(features)) / area
-    var = tf.maximum(second - tf.square(mean), 0.0)
-    return mean, tf.sqrt(var + eps)
+    size = tf.shape(features)[1:3] if None in static else static
+    masks = st_adain.resize_mask(masks, size, fallback="area")
+    return st_adain.masked_moments(features, masks, eps, empty="floor", variance="expanded")
 
 
 def localized_style_loss(
@@ -258,8 +216,6 @@ def temporal_loss(output, frames, flow, flow_valid=None, alpha=50.0, warp_fn=Non
     _check_rank(frames, 5, "frames", "[B, T, H, W, 3]")
     _check_rank(flow, 5, "flow", "[B, T-1, H, W, 2]")
     if warp_fn is None:
-        from lvst_tf import ops  # noqa: PLC0415  (ops is heavy; import on first use)
-
         warp_fn = ops.warp
     flow_flat = tf.reshape(flow, tf.concat([[-1], tf.shape(flow)[2:]], axis=0))
     out_t, out_prev = _flatten_pairs(output)
@@ -413,7 +369,7 @@ def compute_losses(
                 style_feats = model.encoder(_merge_bt(styles))
             s_means, s_stds = [], []
             for feats in style_feats:
-                mean, std = mean_std(tf.stop_gradient(feats))
+                mean, std = st_adain.feature_moments(tf.stop_gradient(feats), _EPS)
                 channels = tf.shape(mean)[-1]
                 # [B*K, C] -> [B, K, C] -> one copy per frame -> [B*T, K, C]
                 mean = tf.reshape(mean, [tf.shape(styles)[0], tf.shape(styles)[1], channels])

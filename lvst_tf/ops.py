@@ -31,6 +31,7 @@ __all__ = [
     "keyframe_indices",
     "interpolate_grids",
     "identity_grid",
+    "region_masks",
     "warp",
 ]
 
@@ -244,6 +245,17 @@ def _slice_band_tf(rows, guide, image):
     return tf.reduce_sum(a[..., :3] * image[..., None, :], axis=-1) + a[..., 3]
 
 
+def slice_apply_body(grid, guide, image):
+    """The traceable body of `bilateral_slice_apply`, without argument checks.
+
+    For callers that fuse more elementwise work around the slice/apply into one XLA function
+    (e.g. the guide's last steps, a uint8 -> float cast and the final clip of an inference render).
+    It is only fast under XLA (`jit_compile=True`); shapes as in `bilateral_slice_apply`, the guide
+    is clipped to [0, 1] inside.
+    """
+    return _slice_apply_core(grid, guide, image)
+
+
 _slice_core_xla = tf.function(_slice_core, jit_compile=True, autograph=False)
 _slice_apply_core_xla = tf.function(_slice_apply_core, jit_compile=True, autograph=False)
 
@@ -426,6 +438,26 @@ def soft_grid_mask(guide, mask, grid_shape=(16, 16, 8), mode="normalized"):
     bin_count, positive = tf.split(sums, [grid_d, 1], axis=-1)
     counts = tf.where(bin_count > 0, bin_count, positive)
     return tf.math.divide_no_nan(counts, cell_count)
+
+
+def region_masks(object_masks):
+    """Object masks -> region masks with the background last: the one owner of that rule.
+
+    The background of K - 1 (soft) object masks is the complement of their union, `1 - max_k m_k`
+    (docs/DESIGN.md); the model (on its enhanced masks) and the training loss (on the clean masks)
+    both call this.
+
+    Args:
+      object_masks: `[..., K-1]` float32 in [0, 1] (K - 1 >= 1).
+
+    Returns:
+      `[..., K]`: the K - 1 objects unchanged, then the background.
+    """
+    object_masks = _as_float(object_masks, "object_masks")
+    if object_masks.shape.rank is not None and object_masks.shape.rank < 1:
+        raise ValueError("`object_masks` must be [..., K-1], got a scalar.")
+    background = 1.0 - tf.reduce_max(object_masks, axis=-1, keepdims=True)
+    return tf.concat([object_masks, background], axis=-1)
 
 
 def blend_grids(grids, grid_masks):

@@ -117,25 +117,56 @@ class Guide(keras.layers.Layer):
         bias = self.g2.bias[0] + tf.reduce_sum(k2 * self.g1.bias)
         return kernel, bias
 
-    def _fused_logits(self, x):
+    def fused_parts(self, x, scale=1.0):
+        """The fused form's pieces before assembly (exact form only: `use_fused` and H, W >= 3).
+
+        Args:
+          x: `[N, H, W, 3]` float32, the image divided by `scale` (e.g. a uint8 frame cast to float
+            with `scale` = 1 / 255: the scale is folded into the kernel, so no scaled copy of the
+            full-resolution frame is made; the result equals the guide of `x * scale` up to float
+            rounding).
+          scale: python float.
+
+        Returns:
+          `(z, bias, left, right, top, bottom)`: z `[N, H, W8]` the polyphase convolution without
+          bias (W8 = W rounded up to a multiple of 8), bias a scalar, left/right `[N, H, 1]` and
+          top/bottom `[N, 1, W]` the exact logits of the outermost ring. `assemble_logits` turns
+          them into the logits; cheap elementwise work that an XLA consumer can fuse.
+        """
         shape = tf.shape(x)
         n, height, width = shape[0], shape[1], shape[2]
         kernel, bias = self._fused_kernel()
+        if scale != 1.0:
+            kernel = kernel * scale
         flat = tf.concat([tf.reshape(kernel, [-1]), [0.0]], axis=0)
         poly_kernel = tf.gather(flat, _POLY_INDEX)  # [5, 3, 24, 8]
         padded_w = (width + _PHASES - 1) // _PHASES * _PHASES
         # Zero columns on the right are what 'same' padding reads anyway, so padding is exact.
         xp = tf.pad(x, [[0, 0], [0, 0], [0, padded_w - width], [0, 0]])
         xs = tf.reshape(xp, [n, height, padded_w // _PHASES, 3 * _PHASES])
-        z = tf.nn.conv2d(xs, poly_kernel, 1, "SAME")
-        z = tf.reshape(z, [n, height, padded_w])[:, :, :width] + bias
+        z = tf.reshape(tf.nn.conv2d(xs, poly_kernel, 1, "SAME"), [n, height, padded_w])
+
+        def ring(strip):
+            return self._pair_logits(strip if scale == 1.0 else strip * scale)
+
         # Outermost ring: G2 reads zero padding there, not G1(x) -> recompute with the pair.
-        left = self._pair_logits(x[:, :, :3])[:, :, :1]
-        right = self._pair_logits(x[:, :, -3:])[:, :, -1:]
+        left = ring(x[:, :, :3])[:, :, :1]
+        right = ring(x[:, :, -3:])[:, :, -1:]
+        top = ring(x[:, :3])[:, :1]
+        bottom = ring(x[:, -3:])[:, -1:]
+        return z, bias, left, right, top, bottom
+
+    @staticmethod
+    def assemble_logits(parts):
+        """`fused_parts` -> the guide's logits `[N, H, W]` (apply a sigmoid for the guide)."""
+        z, bias, left, right, top, bottom = parts
+        width = tf.shape(top)[2]
+        z = z[:, :, :width] + bias
         z = tf.concat([left, z[:, :, 1:-1], right], axis=2)
-        top = self._pair_logits(x[:, :3])[:, :1]
-        bottom = self._pair_logits(x[:, -3:])[:, -1:]
         return tf.concat([top, z[:, 1:-1], bottom], axis=1)
+
+    def _fused_logits(self, x):
+        return self.assemble_logits(self.fused_parts(x))
 
     def call(self, images):
         if images.shape.rank is not None and images.shape.rank != 4:

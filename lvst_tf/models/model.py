@@ -34,7 +34,7 @@ from lvst_tf.models.splatting import SplattingBlock
 BLOCK_FILTERS = (8, 16, 32)
 NUM_ST_ADAIN = 2 * len(BLOCK_FILTERS)
 GRID_CELL = 16  # low-res pixels per grid cell: grid = low_res // 16
-SOFT_MASK_MODES = ("normalized", "paper")
+SOFT_MASK_MODES = ops.SOFT_MASK_MODES  # one list, owned by ops
 
 
 def st_adain_channels():
@@ -86,6 +86,50 @@ def _resize(x, size):
     )
 
 
+def _frames_to_float(frames, scale):
+    image = tf.cast(frames, tf.float32)
+    return image * scale if scale != 1.0 else image
+
+
+def _finish_from_parts(grids, parts, frames, scale, clip):
+    """XLA body of `render_inference`: guide assembly + sigmoid, cast, slice/apply, clip."""
+    guide = tf.sigmoid(Guide.assemble_logits(parts))
+    out = ops.slice_apply_body(grids, guide, _frames_to_float(frames, scale))
+    return tf.clip_by_value(out, 0.0, 1.0) if clip else out
+
+
+def _finish_from_guide(grids, guide, frames, scale, clip):
+    """XLA body of `render_inference` for a guide computed outside (non-fused guide forms)."""
+    out = ops.slice_apply_body(grids, guide, _frames_to_float(frames, scale))
+    return tf.clip_by_value(out, 0.0, 1.0) if clip else out
+
+
+_finish_from_parts = tf.function(_finish_from_parts, jit_compile=True, autograph=False)
+_finish_from_guide = tf.function(_finish_from_guide, jit_compile=True, autograph=False)
+
+
+def _paper_two_region_masks(grid_masks, num_regions_static):
+    """The paper's two-region blend weights for K = 2: `[M, 1 - M]`, M the object's soft grid mask.
+
+    Gamma = M Gamma_fg + (1 - M) Gamma_bg (METHOD section 5) uses the object's Algorithm 1 mask only;
+    the background's own soft mask is not used, so wherever M < 1 inside the object (a fully
+    masked cell whose guide spans several bins) the background grid leaks in. For K > 2 the paper
+    gives no rule: the K soft masks are normalised as in "normalized" mode.
+
+    Args:
+      grid_masks: `[B, K, GH, GW, GD]` Algorithm 1 masks of the K regions (background last).
+      num_regions_static: K as a python int, or None when only known at run time.
+    """
+
+    def two_region():
+        fg = grid_masks[:, :1]
+        return tf.concat([fg, 1.0 - fg], axis=1)
+
+    if num_regions_static is not None:
+        return two_region() if num_regions_static == 2 else grid_masks
+    return tf.cond(tf.equal(tf.shape(grid_masks)[1], 2), two_region, lambda: grid_masks)
+
+
 @keras.saving.register_keras_serializable(package="lvst_tf")
 class LocalizedStyleModel(keras.Model):
     """The network of supplement Table 1 with K-region composition (METHOD sections 2-3).
@@ -121,6 +165,7 @@ class LocalizedStyleModel(keras.Model):
         guide_impl="auto",
         soft_mask_mode="normalized",
         seed=0,
+        state_gradient=True,
         **kwargs,
     ):
         # The model's own policy is float32 even under a mixed global policy: Keras would otherwise
@@ -164,6 +209,7 @@ class LocalizedStyleModel(keras.Model):
             "guide_impl": guide_impl,
             "soft_mask_mode": soft_mask_mode,
             "seed": seed,
+            "state_gradient": _common.check_bool(state_gradient, "state_gradient"),
         }
         c = self._config
         self.mask_net = MaskNet(c["hidden_activation"], seed=seed + 100, name="mask_net")
@@ -196,6 +242,7 @@ class LocalizedStyleModel(keras.Model):
                     alpha_init=alpha_init,
                     epsilon=adain_epsilon,
                     seed=seed + 300 + 10 * b,
+                    state_gradient=c["state_gradient"],
                     name=f"splatting_{b + 1}",
                 ),
             )
@@ -238,12 +285,20 @@ class LocalizedStyleModel(keras.Model):
         return _resize(x, (self.low_res, self.low_res))
 
     # ------------------------------------------------------------------ styles
-    def encode_styles(self, styles, return_features=False):
+    def encode_styles(self, styles, return_features=False, style_masks=None):
         """Statistics of the K style images at every ST-AdaIN layer (the whole style path).
 
         Args:
           styles: `[K, h, w, 3]` or `[B, K, h, w, 3]` (any size, resized to low_res x low_res), float
             in [0, 1] or uint8; or a python list of K `[h_k, w_k, 3]` images of different sizes.
+          return_features: see Returns.
+          style_masks: optional style-region masks, one per style image: the statistics of style k
+            are then taken over that region of style k only (masked mean and std at every layer,
+            like the content side; an all-zero mask falls back to the whole image). Same layout as
+            `styles` without the channel axis: `[K, h, w]`, `[B, K, h, w]`, or (with a list of
+            styles) a list of K `[h_k, w_k]` masks, where None means the whole image. Float in
+            [0, 1] (uint8 0/255 and bool accepted); resized to low_res like the styles. None (the
+            default): every statistic is over the whole style image.
 
         Returns:
           dict `mean_i`, `std_i` (i = 0..5), each `[B, K, C_i]` float32 (B = 1 for the unbatched
@@ -252,17 +307,40 @@ class LocalizedStyleModel(keras.Model):
           With `return_features=True`, `(stats, features)`: also the four VGG taps of the styles at
           the low resolution, `[B, K, l / 2^i, l / 2^i, C]` (the training losses reuse them).
         """
+        masks_low = None
         if isinstance(styles, (list, tuple)):
             if not styles:
                 raise ValueError("`styles` must hold at least one image, got an empty list.")
-            images = []
+            if style_masks is not None and (
+                not isinstance(style_masks, (list, tuple)) or len(style_masks) != len(styles)
+            ):
+                raise ValueError(
+                    f"`style_masks` must be a list of {len(styles)} masks [h_k, w_k] (or None "
+                    "entries), one per style image."
+                )
+            images, masks = [], []
             for k, image in enumerate(styles):
                 image = _as_image(image, f"styles[{k}]")
                 _check_rank(image, 3, f"styles[{k}]", "[h, w, 3]")
                 if image.shape[-1] != 3:
                     raise ValueError(f"`styles[{k}]` must be [h, w, 3], got shape {image.shape}.")
                 images.append(self._low(image[None])[0])
+                if style_masks is not None:
+                    mask = style_masks[k]
+                    if mask is None:
+                        masks.append(tf.ones([self.low_res, self.low_res]))
+                        continue
+                    mask = _as_image(mask, f"style_masks[{k}]")
+                    _check_rank(mask, 2, f"style_masks[{k}]", "[h_k, w_k] (the size of styles[k])")
+                    if mask.shape[:2] != image.shape[:2]:
+                        raise ValueError(
+                            f"`style_masks[{k}]` has shape {mask.shape}; expected the size of "
+                            f"styles[{k}], {tuple(image.shape[:2])}."
+                        )
+                    masks.append(self._low(mask[None, ..., None])[0, ..., 0])
             styles = tf.stack(images)[None]
+            if style_masks is not None:
+                masks_low = tf.clip_by_value(tf.stack(masks), 0.0, 1.0)  # [K, l, l]
         styles = _as_image(styles, "styles")
         if styles.shape.rank == 4:
             styles = styles[None]
@@ -272,12 +350,33 @@ class LocalizedStyleModel(keras.Model):
         shape = tf.shape(styles)
         flat = tf.reshape(styles, tf.concat([[-1], shape[2:]], axis=0))
         flat = tf.ensure_shape(flat, [None, *styles.shape[2:4], 3])
+        if style_masks is not None and masks_low is None:
+            masks = _as_image(style_masks, "style_masks")
+            if masks.shape.rank == 3:
+                masks = masks[None]
+            _check_rank(masks, 4, "style_masks", "[K, h, w] or [B, K, h, w] (the styles' layout)")
+            for axis in range(4):
+                a, b = masks.shape[axis], styles.shape[axis]
+                if a is not None and b is not None and a != b:
+                    raise ValueError(
+                        f"`style_masks` {masks.shape} must match `styles` {styles.shape} without "
+                        "the channel axis."
+                    )
+            with tf.control_dependencies(
+                [
+                    tf.debugging.assert_equal(
+                        tf.shape(masks), shape[:4], message="style_masks must match styles"
+                    )
+                ]
+            ):
+                masks = tf.reshape(masks, tf.concat([[-1], shape[2:4], [1]], axis=0))
+            masks_low = tf.clip_by_value(self._low(masks)[..., 0], 0.0, 1.0)
         feats = self.encoder(self._low(flat))
         s = feats[0]
         stats = {}
         for b, block in enumerate(self.blocks):
             last = b == len(self.blocks) - 1  # the last style output feeds nothing: skip it
-            s, moments = block.style_path(s, feats[b + 1], compute_output=not last)
+            s, moments = block.style_path(s, feats[b + 1], compute_output=not last, mask=masks_low)
             for j, (mean, std) in enumerate(moments):
                 i = 2 * b + j
                 stats[f"mean_{i}"] = tf.reshape(mean, [shape[0], shape[1], -1])
@@ -381,13 +480,14 @@ class LocalizedStyleModel(keras.Model):
         enhanced = self.mask_net(tf.concat([rgb, objects], axis=-1))
         enhanced = tf.transpose(tf.reshape(enhanced, [batch, -1, low, low]), [0, 2, 3, 1])
         enhanced = tf.ensure_shape(enhanced, [frames.shape[0], low, low, num_objects])
-        background = 1.0 - tf.reduce_max(enhanced, axis=-1, keepdims=True)
-        region_masks = tf.concat([enhanced, background], axis=-1)  # [B, low, low, K]
+        region_masks = ops.region_masks(enhanced)  # [B, low, low, K], background last
         region_flat = tf.reshape(tf.transpose(region_masks, [0, 3, 1, 2]), [-1, low, low])
+        regions = num_regions if num_regions_static is None else num_regions_static
 
-        # Content features once per frame, then the K regions batched as B * K (b-major).
+        # Content features once per frame. The K regions are batched as B * K (b-major) from the
+        # first per-region tensor on: the VGG taps (and block 1's S_b1 of relu1_1) are shared, and
+        # ST-AdaIN broadcasts them over the regions instead of copying them K times.
         taps = self.encoder(frames_low)
-        feats = [tf.repeat(f, num_regions, axis=0) for f in taps]
 
         def flat_stats(key):
             value = tf.cast(tf.convert_to_tensor(style_stats[key]), tf.float32)
@@ -396,7 +496,7 @@ class LocalizedStyleModel(keras.Model):
 
         prev = self._flat_state(state)
         new_state = {}
-        c = feats[0]
+        c = taps[0]
         for b, block in enumerate(self.blocks):
             i0, i1 = 2 * b, 2 * b + 1
             stats = [
@@ -404,7 +504,13 @@ class LocalizedStyleModel(keras.Model):
                 (flat_stats(f"mean_{i1}"), flat_stats(f"std_{i1}")),
             ]
             c, (y0, y1) = block.content_path(
-                c, feats[b + 1], region_flat, stats, (prev[i0], prev[i1])
+                c,
+                taps[b + 1],
+                region_flat,
+                stats,
+                (prev[i0], prev[i1]),
+                regions=regions,
+                content_shared=b == 0,
             )
             for i, y in ((i0, y0), (i1, y1)):
                 new_state[f"state_{i}"] = tf.reshape(
@@ -419,6 +525,8 @@ class LocalizedStyleModel(keras.Model):
         guide_rep = tf.repeat(guide_low, num_regions, axis=0)
         grid_masks = ops.soft_grid_mask(guide_rep, region_flat, self.grid_shape, mode=mode)
         grid_masks = tf.reshape(grid_masks, [batch, -1, gh, gw, gd])
+        if mode == "paper":
+            grid_masks = _paper_two_region_masks(grid_masks, num_regions_static)
         grids = ops.blend_grids(region_grids, grid_masks)
         out = {
             "grids": grids,
@@ -478,6 +586,53 @@ class LocalizedStyleModel(keras.Model):
         grids = tf.cast(tf.convert_to_tensor(grids), tf.float32)
         _check_rank(grids, 5, "grids", "[B, GH, GW, GD, 12]")
         return ops.bilateral_slice_apply(grids, self.guide(frames), frames, impl=impl)
+
+    def render_inference(self, grids, frames, clip=True):
+        """Inference render: `render` with uint8 frames taken as they are and one fused pass.
+
+        The frame is cast to float32 once for the guide's convolution (for uint8 the 1/255 is folded
+        into the kernel, so no scaled full-resolution copy exists); the guide's last steps, the
+        uint8 -> float conversion of the frame, the slice/apply and the final clip then run as one
+        XLA-compiled loop. No gradient is meant to flow here (training uses `render`).
+
+        Args:
+          grids: `[B, GH, GW, GD, 12]` float32.
+          frames: `[B, H, W, 3]` uint8 (0..255) or float in [0, 1], any H, W.
+          clip: clip the output to [0, 1] (the pipeline's only clipping, METHOD section 2).
+
+        Returns:
+          `[B, H, W, 3]` float32; equals `render(grids, frames / 255 or frames)` (clipped) up to
+          float rounding.
+        """
+        frames = tf.convert_to_tensor(frames)
+        if frames.dtype != tf.uint8 and not frames.dtype.is_floating:
+            raise ValueError(f"`frames` must be uint8 or float, got dtype {frames.dtype.name}.")
+        _check_rank(frames, 4, "frames", "[B, H, W, 3]")
+        if frames.shape[-1] is not None and frames.shape[-1] != 3:
+            raise ValueError(f"`frames` must be [B, H, W, 3], got shape {frames.shape}.")
+        grids = tf.cast(tf.convert_to_tensor(grids), tf.float32)
+        _check_rank(grids, 5, "grids", "[B, GH, GW, GD, 12]")
+        scale = 1.0 / 255.0 if frames.dtype == tf.uint8 else 1.0
+        if frames.dtype not in (tf.uint8, tf.float32):
+            frames = tf.cast(frames, tf.float32)
+        x = tf.cast(frames, tf.float32)
+
+        def plain():
+            guide = self.guide(x * scale if scale != 1.0 else x)
+            return _finish_from_guide(grids, guide, frames, scale, clip)
+
+        if not self.guide.use_fused:
+            return plain()
+
+        def fused():
+            parts = self.guide.fused_parts(x, scale)
+            return _finish_from_parts(grids, parts, frames, scale, clip)
+
+        h, w = frames.shape[1], frames.shape[2]
+        if h is not None and w is not None:
+            return fused() if min(h, w) >= 3 else plain()
+        shape = tf.shape(frames)
+        return tf.cond(tf.minimum(shape[1], shape[2]) >= 3, fused, plain)
 
     # ------------------------------------------------------------------ training call
     def call(self, inputs, training=None):
@@ -552,6 +707,7 @@ def build_model(
     guide_impl="auto",
     soft_mask_mode="normalized",
     seed=0,
+    state_gradient=True,
 ):
     """Builds the localized style model (gin name `build_model`); see docs/models.md.
 
@@ -573,6 +729,9 @@ def build_model(
         hidden_activation is None and guide_dtype is float32, else the conv pair), "fused", "convs".
       soft_mask_mode: default soft grid mask mode, "normalized" [decision] or "paper".
       seed: int, seed of every initialiser (and of the random VGG when vgg_weights is None).
+      state_gradient: whether gradients flow through the ST-AdaIN temporal state (True, the default:
+        in a training clip the loss of frame t reaches frames 0..t-1 through the six states) or
+        stop at it (False: `tf.stop_gradient` on y~_{t-1}; the forward pass is identical).
 
     Returns:
       A built `LocalizedStyleModel`.
@@ -592,6 +751,7 @@ def build_model(
         guide_impl=guide_impl,
         soft_mask_mode=soft_mask_mode,
         seed=seed,
+        state_gradient=state_gradient,
     )
 
 

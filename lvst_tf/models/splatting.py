@@ -19,7 +19,14 @@ import keras
 import tensorflow as tf
 
 from lvst_tf.models import _common
-from lvst_tf.models.st_adain import STAdaIN, feature_moments
+from lvst_tf.models.st_adain import STAdaIN, feature_moments, masked_moments, resize_mask
+
+
+def _spatial(x):
+    """Static (h, w) of `[N, h, w, C]` when known, else the dynamic size."""
+    if x.shape[1] is None or x.shape[2] is None:
+        return tf.shape(x)[1:3]
+    return (int(x.shape[1]), int(x.shape[2]))
 
 
 @keras.saving.register_keras_serializable(package="lvst_tf")
@@ -35,12 +42,14 @@ class SplattingBlock(keras.layers.Layer):
       alpha_init: initial temporal blend weight of both ST-AdaIN layers.
       epsilon: ST-AdaIN epsilon (inside the square root).
       seed: int, seed of the kernel initialisers.
+      state_gradient: gradients flow into the previous frame's ST-AdaIN states (see `STAdaIN`).
 
     Calls:
-      style_path(s, vs, compute_output=True) -> (s_out, [(mean, std) of a_s, (mean, std) of vs]),
-        statistics `[N, C]`.
-      content_path(c, vc, mask, style_stats, states) -> (c_out, [state_a, state_v]); mask `[N, h, w]`
-        at any resolution; states: [y~ of a_c', y~ of t] of the previous frame or [None, None].
+      style_path(s, vs, compute_output=True, mask=None) -> (s_out, [(mean, std) of a_s,
+        (mean, std) of vs]), statistics `[N, C]` (over `mask`, a region of the style, if given).
+      content_path(c, vc, mask, style_stats, states, regions=None, content_shared=False) ->
+        (c_out, [state_a, state_v]); mask `[N, h, w]` at any resolution; states: [y~ of a_c', y~ of
+        t] of the previous frame or [None, None]; `regions=K`: shared `[B, ...]` VGG inputs.
         The returned states are the ST-AdaIN outputs (float32 with their default policy).
       call(c, s, vc, vs, mask) -> (c_out, s_out): both paths for one frame without temporal state.
     """
@@ -55,6 +64,7 @@ class SplattingBlock(keras.layers.Layer):
         alpha_init=0.5,
         epsilon=1e-5,
         seed=0,
+        state_gradient=True,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -72,8 +82,10 @@ class SplattingBlock(keras.layers.Layer):
             else _common.conv(f, 3, "s2_style", seed=self.seed + 2, activation="relu")
         )
         self.s3 = _common.conv(f, 3, "s3", seed=self.seed + 3, activation="relu")
-        self.adain_block = STAdaIN(temporal, alpha_init, epsilon, name="st_adain_block")
-        self.adain_vgg = STAdaIN(temporal, alpha_init, epsilon, name="st_adain_vgg")
+        self.adain_block = STAdaIN(
+            temporal, alpha_init, epsilon, state_gradient, name="st_adain_block"
+        )
+        self.adain_vgg = STAdaIN(temporal, alpha_init, epsilon, state_gradient, name="st_adain_vgg")
         # Input channels are known from the arguments: build now, so weights exist at once.
         self.build()
 
@@ -103,26 +115,39 @@ class SplattingBlock(keras.layers.Layer):
                 f"`{name}` must have {channels} channels for this block, got shape {x.shape}."
             )
 
-    def style_path(self, s, vs, compute_output=True):
+    def style_path(self, s, vs, compute_output=True, mask=None):
         """Style path; `compute_output=False` skips S_b2s/S_b3 (s_out = None) for the last block,
-        whose style output feeds nothing."""
+        whose style output feeds nothing. `mask` (`[N, h, w]` in [0, 1], any resolution; None = the
+        whole style image) restricts the statistics to a region of the style image."""
         self._check(s, self.in_channels, "s")
         self._check(vs, self.vgg_channels, "vs")
         a_s = self.s1(s)
         eps = self.adain_block.epsilon
-        moments = [feature_moments(a_s, eps), feature_moments(vs, eps)]
+        if mask is None:
+            moments = [feature_moments(a_s, eps), feature_moments(vs, eps)]
+        else:
+            moments = [masked_moments(f, resize_mask(mask, _spatial(f)), eps) for f in (a_s, vs)]
         if not compute_output:
             return None, moments
         b_s = self.s2_style(a_s)
         return self.s3(tf.concat([b_s, tf.cast(vs, b_s.dtype)], axis=-1)), moments
 
-    def content_path(self, c, vc, mask, style_stats, states=(None, None)):
+    def content_path(
+        self, c, vc, mask, style_stats, states=(None, None), regions=None, content_shared=False
+    ):
+        """Content path of N = B * K region samples.
+
+        With `regions=K`, `vc` is `[B, h, w, C]`, shared by the K regions (and `c` too when
+        `content_shared`): block 1's S_b1 then runs once per frame and nothing is copied K times.
+        The result equals that of repeating the shared inputs K times (b-major) up to float rounding.
+        """
         self._check(c, self.in_channels, "c")
         self._check(vc, self.vgg_channels, "vc")
         (mean_a, std_a), (mean_v, std_v) = style_stats
-        a_c = self.adain_block(self.s1(c), mask, mean_a, std_a, states[0])
+        a_regions = regions if content_shared else None
+        a_c = self.adain_block(self.s1(c), mask, mean_a, std_a, states[0], regions=a_regions)
         b_c = self.s2_content(a_c)
-        t = self.adain_vgg(vc, mask, mean_v, std_v, states[1])
+        t = self.adain_vgg(vc, mask, mean_v, std_v, states[1], regions=regions)
         c_out = self.s3(tf.concat([b_c, tf.cast(t, b_c.dtype)], axis=-1))
         return c_out, [a_c, t]
 
@@ -143,6 +168,7 @@ class SplattingBlock(keras.layers.Layer):
                 "alpha_init": self.adain_block.alpha_init,
                 "epsilon": self.adain_block.epsilon,
                 "seed": self.seed,
+                "state_gradient": self.adain_block.state_gradient,
             }
         )
         return config

@@ -25,54 +25,117 @@ from lvst_tf.models import _common
 DEFAULT_EPSILON = 1e-5
 
 
-def resize_mask(mask, size):
-    """Area-resizes a region mask `[N, h, w]` to `size` = (h', w'); returns `[N, h', w']`.
+MASK_RESIZE_FALLBACKS = ("bilinear", "area")
+EMPTY_REGION_RULES = ("image", "floor")
+VARIANCE_FORMS = ("centered", "expanded")
 
-    For the integer factors of the network (static shapes) this is an average pool, i.e. exactly the
-    mean over each block, and differentiable (TF has no gradient for ResizeArea). Otherwise it falls
-    back to antialiased bilinear resizing (area-like, differentiable).
+
+def resize_mask(mask, size, fallback="bilinear"):
+    """Resizes region masks to a feature resolution: the one owner of that rule (model and losses).
+
+    For integer factors (static shapes) this is an average pool, i.e. exactly the mean over each
+    block (the fraction of the feature cell inside the region), and differentiable (TF has no
+    gradient for ResizeArea). Other sizes use `fallback`: "bilinear" (antialiased bilinear, area-like
+    and differentiable: the model) or "area" (`tf.image.resize(method="area")`: the training loss,
+    which needs no mask gradient).
+
+    Args:
+      mask: `[N, h, w]` or `[N, h, w, K]` float in [0, 1].
+      size: (h', w'), python ints or an int32 tensor.
+      fallback: "bilinear" or "area", see above.
+
+    Returns:
+      The mask at `size`, same rank, float32.
     """
+    if fallback not in MASK_RESIZE_FALLBACKS:
+        raise ValueError(f"`fallback` must be one of {MASK_RESIZE_FALLBACKS}, got {fallback!r}.")
     mask = tf.cast(mask, tf.float32)
+    squeeze = mask.shape.rank == 3
+    if squeeze:
+        mask = mask[..., None]
     h, w = mask.shape[1], mask.shape[2]
-    if isinstance(size[0], int) and isinstance(size[1], int) and h is not None and w is not None:
-        if (h, w) == tuple(size):
-            return mask
-        if h % size[0] == 0 and w % size[1] == 0:
-            factor = (h // size[0], w // size[1])
-            return tf.nn.avg_pool2d(mask[..., None], factor, factor, "VALID")[..., 0]
-    return tf.image.resize(mask[..., None], size, method="bilinear", antialias=True)[..., 0]
+    static = isinstance(size[0], int) and isinstance(size[1], int)
+    if static and h is not None and w is not None and (h, w) == tuple(size):
+        out = mask
+    elif static and h is not None and w is not None and h % size[0] == 0 and w % size[1] == 0:
+        factor = (h // size[0], w // size[1])
+        out = tf.nn.avg_pool2d(mask, factor, factor, "VALID")
+    elif fallback == "area":
+        out = tf.image.resize(mask, size, method="area")
+    else:
+        out = tf.image.resize(mask, size, method="bilinear", antialias=True)
+    return out[..., 0] if squeeze else out
 
 
 def feature_moments(x, epsilon=DEFAULT_EPSILON):
     """Per-channel mean and std over the whole image: `[N, h, w, C]` -> two `[N, C]`.
 
-    std = sqrt(var + epsilon) (epsilon inside the square root).
+    std = sqrt(var + epsilon) (epsilon inside the square root). The one owner of this rule: the
+    style path of the model and the training loss's style targets both use it.
     """
     mean, var = tf.nn.moments(tf.cast(x, tf.float32), axes=[1, 2])
     return mean, tf.sqrt(var + epsilon)
 
 
-def masked_moments(x, mask, epsilon=DEFAULT_EPSILON):
-    """Per-channel mean and std of `x [N, h, w, C]` weighted by `mask [N, h, w]` in [0, 1].
+def masked_moments(x, mask, epsilon=DEFAULT_EPSILON, empty="image", variance="centered"):
+    """Per-channel mean and std of `x` weighted by region masks: the one owner of masked statistics.
 
     mean = sum(m x) / sum(m), var = sum(m (x - mean)^2) / sum(m), std = sqrt(var + epsilon).
-    A region whose mask is empty in a sample (sum(m) == 0) falls back to the whole-image statistics
-    [decision: keeps features finite; such a region gets zero weight in the grid blend anyway].
+
+    Args:
+      x: `[N, h, w, C]` features.
+      mask: `[N, h, w]` (one region per sample, results `[N, C]`) or `[N, h, w, K]` (K regions
+        sharing the same features, results `[N, K, C]`), in [0, 1], at the resolution of `x`
+        (see `resize_mask`).
+      epsilon: inside the square root (and the area floor of `empty="floor"`).
+      empty: how a region with no area is treated. "image" (ST-AdaIN): a region whose mask sums to
+        0 in a sample takes the whole-image statistics [decision: keeps features finite; such a region
+        gets zero weight in the grid blend anyway]. "floor" (the training loss): sums are divided by
+        max(sum(m), epsilon), so an empty region gets mean 0 and std sqrt(epsilon).
+      variance: "centered" (the formula above; ST-AdaIN) or "expanded" (E_m[x^2] - mean^2, clamped
+        at 0: no `[N, h, w, K, C]` temporary; the training loss). They agree up to float rounding.
 
     Returns:
-      (mean, std), each `[N, C]` float32.
+      (mean, std) float32, each `[N, C]` or `[N, K, C]`.
     """
+    if empty not in EMPTY_REGION_RULES:
+        raise ValueError(f"`empty` must be one of {EMPTY_REGION_RULES}, got {empty!r}.")
+    if variance not in VARIANCE_FORMS:
+        raise ValueError(f"`variance` must be one of {VARIANCE_FORMS}, got {variance!r}.")
     x = tf.cast(x, tf.float32)
-    m = tf.cast(mask, tf.float32)[..., None]
-    area = tf.reduce_sum(m, axis=[1, 2])  # [N, 1]
-    mean = tf.math.divide_no_nan(tf.reduce_sum(m * x, axis=[1, 2]), area)
-    centered = x - mean[:, None, None, :]
-    var = tf.math.divide_no_nan(tf.reduce_sum(m * tf.square(centered), axis=[1, 2]), area)
-    full_mean, full_var = tf.nn.moments(x, axes=[1, 2])
-    empty = area <= 0.0
-    mean = tf.where(empty, full_mean, mean)
-    var = tf.where(empty, full_var, var)
-    return mean, tf.sqrt(var + epsilon)
+    m = tf.cast(mask, tf.float32)
+    single = m.shape.rank == 3
+    if single:
+        m = m[..., None]
+    if variance == "expanded":
+        area = tf.reduce_sum(m, axis=[1, 2])[..., None]  # [N, K, 1]
+        mean = tf.einsum("nhwk,nhwc->nkc", m, x)
+        second = tf.einsum("nhwk,nhwc->nkc", m, tf.square(x))
+    else:
+        # Broadcast products (not einsum): the same arithmetic as a per-region loop.
+        m5 = tf.transpose(m, [0, 3, 1, 2])[..., None]  # [N, K, h, w, 1]
+        area = tf.reduce_sum(m5, axis=[2, 3])  # [N, K, 1]
+        mean = tf.reduce_sum(m5 * x[:, None], axis=[2, 3])
+    if empty == "floor":
+        area = tf.maximum(area, epsilon)
+        mean = mean / area
+    else:
+        mean = tf.math.divide_no_nan(mean, area)
+    if variance == "expanded":
+        var = tf.maximum(second / area - tf.square(mean), 0.0)
+    else:
+        centered = x[:, None] - mean[:, :, None, None, :]
+        var = tf.reduce_sum(m5 * tf.square(centered), axis=[2, 3])
+        var = var / area if empty == "floor" else tf.math.divide_no_nan(var, area)
+    if empty == "image":
+        full_mean, full_var = tf.nn.moments(x, axes=[1, 2])
+        is_empty = area <= 0.0
+        mean = tf.where(is_empty, full_mean[:, None], mean)
+        var = tf.where(is_empty, full_var[:, None], var)
+    std = tf.sqrt(var + epsilon)
+    if single:
+        return mean[:, 0], std[:, 0]
+    return mean, std
 
 
 def _has_state(state):
@@ -87,10 +150,12 @@ def _has_state(state):
 class STAdaIN(keras.layers.Layer):
     """Masked AdaIN with a learnable temporal blend of its output (METHOD section 3).
 
-    Call: `(x, mask, style_mean, style_std, state=None)`:
+    Call: `(x, mask, style_mean, style_std, state=None, regions=None)`:
       x `[N, h, w, C]` content feature; mask `[N, hm, wm]` region mask in [0, 1] at any resolution
       (area-resized to h, w); style_mean, style_std `[N, C]`; state `[N, h, w, C]` = y~_{t-1}, or None
       / a tensor with zero elements for the first frame of a clip.
+      With `regions=K`, x is `[B, h, w, C]` shared by K regions and N = B * K (b-major) for the
+      masks, statistics and state: the same result as repeating x K times, without the copy.
     Returns y~_t `[N, h, w, C]`, which is also the next state.
 
     Args:
@@ -98,10 +163,21 @@ class STAdaIN(keras.layers.Layer):
         trainable scalar).
       alpha_init: initial alpha = sigmoid(a) in (0, 1) [decision: 0.5, i.e. a = 0].
       epsilon: added to the variance inside the square root (1e-5).
+      state_gradient: bool, whether gradients flow into the previous frame's state y~_{t-1}
+        (default True: through a training clip, the loss of frame t reaches frames 0..t-1 through
+        every ST-AdaIN state). False stops them there (`tf.stop_gradient`); the forward values are
+        the same either way.
       **kwargs: Keras layer arguments; `dtype` defaults to "float32" (see the module docstring).
     """
 
-    def __init__(self, temporal=True, alpha_init=0.5, epsilon=DEFAULT_EPSILON, **kwargs):
+    def __init__(
+        self,
+        temporal=True,
+        alpha_init=0.5,
+        epsilon=DEFAULT_EPSILON,
+        state_gradient=True,
+        **kwargs,
+    ):
         # Statistics of float16 features are fragile (var of large activations, eps = 1e-5 below
         # float16 resolution): the layer is float32 by default even under a mixed global policy.
         kwargs.setdefault("dtype", "float32")
@@ -113,6 +189,7 @@ class STAdaIN(keras.layers.Layer):
             raise ValueError(f"`epsilon` must be a float > 0, got {epsilon!r}.")
         self.alpha_init = float(alpha_init)
         self.epsilon = float(epsilon)
+        self.state_gradient = _common.check_bool(state_gradient, "state_gradient")
         self.blend_logit = None
 
     def build(self, input_shape=None):
@@ -133,19 +210,30 @@ class STAdaIN(keras.layers.Layer):
             return tf.constant(0.0)
         return tf.sigmoid(tf.cast(tf.convert_to_tensor(self.blend_logit), tf.float32))
 
-    def adain(self, x, mask, style_mean, style_std):
-        """Masked AdaIN without the temporal blend: y_t."""
+    def adain(self, x, mask, style_mean, style_std, regions=None):
+        """Masked AdaIN without the temporal blend: y_t `[N, h, w, C]` (see the class docstring)."""
         x = tf.cast(x, tf.float32)
         if x.shape[1] is None or x.shape[2] is None:
             size = tf.shape(x)[1:3]
         else:
             size = (int(x.shape[1]), int(x.shape[2]))
         mask = resize_mask(mask, size)
-        mean, std = masked_moments(x, mask, self.epsilon)
-        normalized = (x - mean[:, None, None, :]) / std[:, None, None, :]
         style_std = tf.cast(style_std, tf.float32)
         style_mean = tf.cast(style_mean, tf.float32)
-        return normalized * style_std[:, None, None, :] + style_mean[:, None, None, :]
+        if regions is None:
+            mean, std = masked_moments(x, mask, self.epsilon)
+            normalized = (x - mean[:, None, None, :]) / std[:, None, None, :]
+            return normalized * style_std[:, None, None, :] + style_mean[:, None, None, :]
+        # Shared features: masks [B * K, h, w] -> [B, h, w, K]; statistics [B, K, C].
+        masks = tf.reshape(mask, tf.stack([-1, regions, size[0], size[1]]))
+        mean, std = masked_moments(x, tf.transpose(masks, [0, 2, 3, 1]), self.epsilon)
+        channels = x.shape[-1] if x.shape[-1] is not None else tf.shape(x)[-1]
+        style_std = tf.reshape(style_std, tf.stack([-1, regions, channels]))
+        style_mean = tf.reshape(style_mean, tf.stack([-1, regions, channels]))
+        normalized = (x[:, None] - mean[:, :, None, None, :]) / std[:, :, None, None, :]
+        y = normalized * style_std[:, :, None, None, :] + style_mean[:, :, None, None, :]
+        out = tf.reshape(y, tf.concat([[-1], tf.shape(y)[2:]], axis=0))
+        return tf.ensure_shape(out, [None, *x.shape[1:]])
 
     def blend(self, y, state):
         """y~_t = (1 - alpha) y_t + alpha y~_{t-1}; y~_0 = y_0 (state None or with zero elements)."""
@@ -154,6 +242,8 @@ class STAdaIN(keras.layers.Layer):
             return y
         alpha = self.alpha
         state = tf.cast(state, tf.float32)
+        if not self.state_gradient:
+            state = tf.stop_gradient(state)
         if state.shape.is_fully_defined() and y.shape.is_fully_defined():
             return (1.0 - alpha) * y + alpha * state
         # Dynamic shapes (exported functions): a zero-element state means "first frame".
@@ -163,8 +253,8 @@ class STAdaIN(keras.layers.Layer):
             lambda: y,
         )
 
-    def call(self, x, mask, style_mean, style_std, state=None):
-        y = self.blend(self.adain(x, mask, style_mean, style_std), state)
+    def call(self, x, mask, style_mean, style_std, state=None, regions=None):
+        y = self.blend(self.adain(x, mask, style_mean, style_std, regions), state)
         return tf.cast(y, self.compute_dtype)  # a no-op with the default float32 policy
 
     @classmethod
@@ -176,6 +266,11 @@ class STAdaIN(keras.layers.Layer):
     def get_config(self):
         config = super().get_config()
         config.update(
-            {"temporal": self.temporal, "alpha_init": self.alpha_init, "epsilon": self.epsilon}
+            {
+                "temporal": self.temporal,
+                "alpha_init": self.alpha_init,
+                "epsilon": self.epsilon,
+                "state_gradient": self.state_gradient,
+            }
         )
         return config
