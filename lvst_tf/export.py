@@ -1,11 +1,10 @@
 """SavedModel export of a trained model, with explicit signatures (METHOD sections 2 and 6).
 
-- :func:`load_model_from_workdir` rebuilds the model of a training workdir from its
-  `operative_config.gin` (so no hyperparameter is ever retyped) and restores its latest or a named
-  checkpoint (`tf.train.Checkpoint(model=model)`, see docs/DESIGN.md).
+- :func:`check_output` checks an export destination before any work (no TensorFlow needed):
+  nothing the exporter did not create is ever replaced (see "Output rules" below).
 - :func:`export_saved_model` writes a SavedModel through `tf.saved_model.save` on a `tf.Module`
-  wrapper (:class:`StylizerModule`; Keras 3 rejects `model.save(dir)`), atomically (a temporary folder
-  beside the destination, renamed at the end).
+  built by :class:`StylizerModule` (Keras 3 rejects `model.save(dir)`), into a temporary sibling
+  folder that is renamed into place at the end.
 - :class:`SavedModelAdapter` wraps a *loaded* SavedModel so that it looks like the model to
   `lvst_tf.inference.VideoStylizer` (streaming with the exported pieces).
 
@@ -13,10 +12,10 @@ Signatures (all inputs dynamic in T, H, W, K; docs/serving.md has the table):
 
 - `serving_default` (float32) and `serving_uint8` (uint8 frames/masks/styles): `frames [T, H, W, 3]`,
   `masks [T, H, W, K-1]`, `styles [K, h, w, 3]`, `r` int32 scalar -> `{"frames": [T, H, W, 3]
-  float32 in [0, 1]}`. Keyframes 0, r, 2r, ... and the last frame get a grid (the ST-AdaIN state
-  carried from keyframe to keyframe in a `tf.while_loop`), the frames in between linearly
-  interpolated grids, every frame is rendered at full resolution and clipped to [0, 1]: the same
-  frames as `VideoStylizer(model, r, interpolation="linear").stylize`.
+  float32 in [0, 1]}`. Keyframes from `ops.keyframe_schedule` (0, r, 2r, ... and the last frame)
+  get a grid (the ST-AdaIN state carried from keyframe to keyframe in a `tf.while_loop`), the frames
+  in between linearly interpolated grids, every frame is rendered at full resolution and clipped to
+  [0, 1]: the same frames as `VideoStylizer(model, r, interpolation="linear").stylize`.
 - `encode_styles`: `styles [K, h, w, 3]` -> `mean_0..mean_5`, `std_0..std_5`, each `[1, K, C_i]`.
 - `predict_grids`: `frames [B, H, W, 3]`, `masks [B, H, W, K-1]`, the twelve style statistics and the
   ST-AdaIN state `state_0..state_5` (tensors with zero elements on the first frame of a clip) ->
@@ -26,27 +25,61 @@ Signatures (all inputs dynamic in T, H, W, K; docs/serving.md has the table):
 
 The same functions are attributes of the loaded object (`loaded.stylize`, `loaded.encode_styles`,
 `loaded.predict_grids`, `loaded.render`) with concrete functions for uint8, float32 and float64 inputs
-(uint8 is divided by 255, float64 cast to float32). Nothing is XLA-compiled: a SavedModel holding an
-XLA function recompiles for every new input shape.
+(uint8 is divided by 255, float64 cast to float32).
+
+Every exported function validates its inputs inside the graph (`tf.debugging` asserts whose messages
+start with the argument's name) before any model work: float images and masks must be finite and in
+[0, 1], uint8 masks must be 0/255 (not 0/1), shapes must agree, `r >= 1`. A caller that cannot see
+Python (TF Serving) gets an `INVALID_ARGUMENT` status with that message.
+
+Render implementation: the full-resolution render is `model.render(..., impl=render_impl)`, by default
+the XLA slice ("xla"), which compiles once per frame size in the process that serves the model (7x
+faster than "tf" at 3000x4000). TF Serving runs it only with `--xla_cpu_compilation_enabled=true`;
+export with `render_impl="tf"` for a server without XLA (docs/serving.md).
+
+Variables: the module tracks the model's underlying `tf.Variable`s, not the Keras 3 variable
+wrappers, so loaders that restore through the SavedModel's saver (TF Serving, `saved_model_cli run`,
+the C++ API) find every variable (with the Keras wrappers they fail with "Could not find variable").
+
+Output rules (`check_output`, `export_saved_model`): an existing destination is replaced only with
+`overwrite=True` and only if it is a previous export (it holds the marker file `MARKER_FILE` and
+nothing the export did not write); a destination equal to, inside, or containing one of the inputs
+is refused; an existing empty folder is used as is. The export is written to a hidden temporary
+sibling (`.<name>.export-tmp-<pid>-*`) with the user's umask, then renamed into place (an atomic
+exchange on Linux when replacing); stale temporaries of killed runs are removed the next time the
+same destination is used.
 """
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
+import errno
+import json
 import os
 import pathlib
+import re
 import shutil
+import signal
 import tempfile
+import time
 from typing import Any
-
-import tensorflow as tf
 
 NUM_STATS = 6
 STAT_KEYS = tuple(f"mean_{i}" for i in range(NUM_STATS)) + tuple(
     f"std_{i}" for i in range(NUM_STATS)
 )
 STATE_KEYS = tuple(f"state_{i}" for i in range(NUM_STATS))
-DTYPES = (tf.uint8, tf.float32, tf.float64)
 SIGNATURE_NAMES = ("serving_default", "serving_uint8", "encode_styles", "predict_grids", "render")
+RENDER_IMPLS = ("xla", "tf", "auto")  # `ops.SLICE_IMPLS`, XLA first (the default)
+MARKER_FILE = "lvst_export.json"
+MARKER_FORMAT = "lvst_tf SavedModel export"
+# What an export folder holds (tf.saved_model.save writes the first four); anything else in an
+# existing destination means it is not (only) ours, and it is never replaced.
+EXPORT_ENTRIES = frozenset({"saved_model.pb", "fingerprint.pb", "variables", "assets", MARKER_FILE})
+_TMP_TAG = "export-tmp"
+# Extra free space asked for besides the variables (the graph file is a few MB).
+FREE_SPACE_MARGIN_BYTES = 32 << 20
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -56,9 +89,365 @@ SIGNATURE_NAMES = ("serving_default", "serving_uint8", "encode_styles", "predict
 
 def load_model_from_workdir(workdir: str | os.PathLike, checkpoint: str | int | None = None) -> Any:
     """Rebuilds and restores the model of a training workdir (see `lvst_tf.loading`)."""
-    from lvst_tf import loading
+    from lvst_tf import loading  # noqa: PLC0415
 
     return loading.load_from_workdir(workdir, checkpoint)
+
+
+# ----------------------------------------------------------------------------------------------------
+# Output rules (no TensorFlow).
+# ----------------------------------------------------------------------------------------------------
+
+
+def read_marker(path: str | os.PathLike) -> dict | None:
+    """The marker of a previous export at `path` (a dict), or None if `path` holds none."""
+    marker = pathlib.Path(path) / MARKER_FILE
+    try:
+        data = json.loads(marker.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(data, dict) or data.get("format") != MARKER_FORMAT:
+        return None
+    return data
+
+
+def _real(path: pathlib.Path) -> pathlib.Path:
+    return pathlib.Path(os.path.realpath(path))
+
+
+def _overlap(output: pathlib.Path, inputs) -> str | None:
+    """A message if `output` is, is inside, or contains one of the `inputs` (paths), else None."""
+    out = _real(output)
+    for item in inputs:
+        if not item:
+            continue
+        src = _real(pathlib.Path(item))
+        if out == src:
+            return f"is the input {str(item)!r}"
+        if src in out.parents:
+            return f"is inside the input {str(item)!r}"
+        if out in src.parents:
+            return f"contains the input {str(item)!r}"
+    return None
+
+
+def _nearest_existing(path: pathlib.Path) -> pathlib.Path:
+    """`path`'s nearest existing ancestor; raises ValueError if one on the way is not a folder."""
+    for parent in path.parents:
+        if os.path.lexists(parent):
+            if not parent.is_dir():
+                raise ValueError(
+                    f"output: {str(path)!r} cannot be created: {str(parent)!r} is a file, not a "
+                    "folder."
+                )
+            return parent
+    return pathlib.Path(path.anchor or ".")
+
+
+def _probe_writable(folder: pathlib.Path, output: pathlib.Path) -> None:
+    """Creates and removes a hidden file in `folder` (real test: works for root and read-only mounts)."""
+    try:
+        fd, probe = tempfile.mkstemp(dir=folder, prefix=f".{output.name}.probe-")
+        os.close(fd)
+        os.remove(probe)
+    except OSError as e:
+        raise ValueError(
+            f"output: cannot write in {str(folder)!r} (for {str(output)!r}): {e.strerror or e}."
+        ) from None
+
+
+def check_output(output: str | os.PathLike, overwrite: bool = False, inputs=()) -> pathlib.Path:
+    """Checks an export destination before any work; returns it as an absolute path.
+
+    Args:
+      output: the destination folder (created with its parents at export time).
+      overwrite: allow replacing an existing previous export.
+      inputs: paths the export reads (a workdir, a checkpoint prefix's folder, a shipped model's
+        folder); the destination may not be, be inside, or contain any of them.
+
+    Raises:
+      ValueError: naming `output` and what is wrong: it overlaps an input; it exists and is a file
+        or a symlink; it exists and is not empty and `overwrite` is False; `overwrite` is True but
+        it is not a previous export (no marker file, or files an export does not write); a parent
+        is a file; its folder is not writable (probed by creating a file).
+    """
+    if output is None or str(output) == "":
+        raise ValueError("output: required (the SavedModel folder to write).")
+    out = pathlib.Path(os.path.abspath(os.fspath(output)))
+    where = _overlap(out, inputs)
+    if where:
+        raise ValueError(
+            f"output: {str(output)!r} {where}; write the export to a folder of its own."
+        )
+    if os.path.lexists(out):
+        if out.is_symlink() or not out.is_dir():
+            raise ValueError(
+                f"output: {str(output)!r} exists and is not a folder; choose a new folder name."
+            )
+        entries = sorted(p.name for p in out.iterdir())
+        if entries:
+            marker = read_marker(out)
+            if marker is None:
+                raise ValueError(
+                    f"output: {str(output)!r} exists and is not an export written by "
+                    f"tools/export.py (no {MARKER_FILE}); it is never replaced: choose a new "
+                    "folder."
+                )
+            foreign = [e for e in entries if e not in EXPORT_ENTRIES]
+            if foreign:
+                raise ValueError(
+                    f"output: {str(output)!r} is a previous export but also holds {foreign[:3]}, "
+                    "which an export does not write; move them away or choose a new folder."
+                )
+            if not overwrite:
+                raise ValueError(
+                    f"output: {str(output)!r} already holds an export; pass --overwrite "
+                    "(overwrite=True) to replace it."
+                )
+        folder = out.parent
+    else:
+        folder = _nearest_existing(out)
+    _probe_writable(folder, out)
+    return out
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _temp_pattern(out: pathlib.Path) -> re.Pattern:
+    return re.compile(rf"\.{re.escape(out.name)}\.{_TMP_TAG}-(\d+)-[A-Za-z0-9_]+")
+
+
+def clean_stale_temporaries(output: str | os.PathLike) -> list[pathlib.Path]:
+    """Removes temporaries of earlier exports to `output` whose process no longer runs.
+
+    Only folders named `.<name>.export-tmp-<pid>-*` beside `output`, whose process `<pid>` is gone
+    and which hold nothing an export does not write, are removed.
+
+    Returns:
+      The removed folders.
+    """
+    out = pathlib.Path(os.path.abspath(os.fspath(output)))
+    if not out.parent.is_dir():
+        return []
+    pattern = _temp_pattern(out)
+    removed = []
+    for candidate in out.parent.iterdir():
+        match = pattern.fullmatch(candidate.name)
+        if not match or candidate.is_symlink() or not candidate.is_dir():
+            continue
+        pid = int(match.group(1))
+        if pid == os.getpid() or _pid_alive(pid):
+            continue
+        if any(p.name not in EXPORT_ENTRIES for p in candidate.iterdir()):
+            continue
+        shutil.rmtree(candidate, ignore_errors=True)
+        removed.append(candidate)
+    return removed
+
+
+def _apply_umask(root: pathlib.Path) -> None:
+    """Gives every folder and file under `root` the mode a plain mkdir / open would (the umask's).
+
+    `tempfile.mkdtemp` makes 0700 folders and TensorFlow picks its own modes; a serving container
+    running as another user must be able to read the export when the umask allows it.
+    """
+    from lvst_tf.fileio import current_umask  # noqa: PLC0415
+
+    umask = current_umask()
+    dir_mode, file_mode = 0o777 & ~umask, 0o666 & ~umask
+    os.chmod(root, dir_mode)
+    for folder, dirs, files in os.walk(root):
+        for name in dirs:
+            os.chmod(os.path.join(folder, name), dir_mode)
+        for name in files:
+            os.chmod(os.path.join(folder, name), file_mode)
+
+
+_RENAME_EXCHANGE = 2
+_AT_FDCWD = -100
+
+
+def _exchange(a: pathlib.Path, b: pathlib.Path) -> bool:
+    """Atomically swaps two existing paths (Linux renameat2); False where that is not available."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        renameat2 = libc.renameat2
+    except (OSError, AttributeError):
+        return False
+    renameat2.argtypes = [
+        ctypes.c_int,
+        ctypes.c_char_p,
+        ctypes.c_int,
+        ctypes.c_char_p,
+        ctypes.c_uint,
+    ]
+    if renameat2(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE) == 0:
+        return True
+    code = ctypes.get_errno()
+    if code in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP):
+        return False
+    raise OSError(code, os.strerror(code), str(b))
+
+
+@contextlib.contextmanager
+def _signals_deferred():
+    """Holds SIGINT / SIGTERM while the export is renamed into place (delivered right after)."""
+    blockable = hasattr(signal, "pthread_sigmask")
+    if blockable:
+        old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+    try:
+        yield
+    finally:
+        if blockable:
+            signal.pthread_sigmask(signal.SIG_SETMASK, old)
+
+
+def _commit(tmp: pathlib.Path, out: pathlib.Path) -> None:
+    """Moves the finished export `tmp` to `out` (absent, an empty folder or a previous export)."""
+    if not os.path.lexists(out):
+        os.replace(tmp, out)
+        return
+    if _exchange(tmp, out):
+        shutil.rmtree(tmp, ignore_errors=True)  # now the previous export
+        return
+    old = pathlib.Path(
+        tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.{_TMP_TAG}-{os.getpid()}-")
+    )
+    os.rmdir(old)
+    os.replace(out, old)
+    try:
+        os.replace(tmp, out)
+    except BaseException:
+        os.replace(old, out)
+        raise
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def _first_line(text: str) -> str:
+    lines = [line.strip() for line in str(text).splitlines() if line.strip()]
+    return lines[0] if lines else ""
+
+
+def _op_error_text(message: str) -> str:
+    """The readable part of a TensorFlow op error: no `{{function_node ...}}` / `[Op:...]` noise."""
+    text = re.sub(r"\{\{[^}]*\}\}\s*", "", _first_line(message))
+    text = re.sub(r"\s*\[Op:[^\]]*\]\s*$", "", text)
+    if "; " in text:  # "<file>; <reason>" -> "<reason> (<file>)"
+        where, _, reason = text.partition("; ")
+        text = f"{reason} ({where})"
+    return text
+
+
+# ----------------------------------------------------------------------------------------------------
+# In-graph input validation.
+# ----------------------------------------------------------------------------------------------------
+
+
+def _assert_unit_range(x, message):
+    """An op failing with `message` unless every value of float32 `x` is finite and in [0, 1].
+
+    One comparison pass decides (NaN compares false); the minimum, maximum and the count of
+    non-finite values are only computed to describe a failure.
+    """
+    import tensorflow as tf  # noqa: PLC0415
+
+    ok = tf.reduce_all(tf.logical_and(x >= 0.0, x <= 1.0))
+
+    def describe():
+        bad = tf.reduce_sum(tf.cast(tf.logical_not(tf.math.is_finite(x)), tf.int32))
+        check = tf.debugging.Assert(
+            ok,
+            [
+                message,
+                "min:",
+                tf.reduce_min(x),
+                "max:",
+                tf.reduce_max(x),
+                "non-finite values:",
+                bad,
+            ],
+        )
+        with tf.control_dependencies([check]):
+            return tf.identity(ok)
+
+    return tf.cond(ok, lambda: ok, describe)
+
+
+def _image_input(x, name, what):
+    """(float32 image, checks): uint8 / 255 (always in range); float cast and range-checked."""
+    import tensorflow as tf  # noqa: PLC0415
+
+    if x.dtype == tf.uint8:
+        return tf.cast(x, tf.float32) * (1.0 / 255.0), []
+    x = tf.cast(x, tf.float32)
+    message = (
+        f"{name}: float {what} must be finite and in [0, 1] (or pass uint8 0..255); got values "
+        "outside [0, 1], NaN or inf"
+    )
+    return x, [_assert_unit_range(x, message)]
+
+
+def _mask_input(m, name):
+    """(float32 masks, checks): uint8 must be 0/255 (a 0/1 mask would read as ~0); float in [0, 1]."""
+    import tensorflow as tf  # noqa: PLC0415
+
+    if m.dtype == tf.uint8:
+        check = tf.debugging.Assert(
+            tf.logical_or(tf.equal(tf.size(m), 0), tf.not_equal(tf.reduce_max(m), 1)),
+            [
+                f"{name}: uint8 masks must use 0/255 (255 = inside the object); got a 0/1 mask "
+                "(maximum 1): multiply it by 255"
+            ],
+        )
+        return tf.cast(m, tf.float32) * (1.0 / 255.0), [check]
+    m = tf.cast(m, tf.float32)
+    message = (
+        f"{name}: float masks must be finite and in [0, 1] (1 = inside the object; uint8 masks use "
+        "0/255); got values outside [0, 1], NaN or inf"
+    )
+    return m, [_assert_unit_range(m, message)]
+
+
+def _check(condition, message, *data):
+    """`tf.debugging.Assert` whose message starts with the argument's name; shapes in full."""
+    import tensorflow as tf  # noqa: PLC0415
+
+    return tf.debugging.Assert(condition, [message, *data], summarize=8)
+
+
+def _check_layout(x, name, form):
+    """Asserts the rank of `x` from `form` (e.g. "[T, H, W, 3]") and a literal last dimension.
+
+    The signatures declare these shapes, but a signature call does not enforce them, so a caller
+    could otherwise get an unrelated error from deep inside the graph.
+    """
+    import tensorflow as tf  # noqa: PLC0415
+
+    dims = [d.strip() for d in form.strip("[]").split(",")]
+    shape = tf.shape(x)
+    ok = tf.equal(tf.rank(x), len(dims))
+    if dims[-1].isdigit():
+        # The last entry of the shape, or -1 for a scalar (no indexing error before the assert).
+        last = tf.concat([[-1], shape], 0)[tf.size(shape)]
+        ok = tf.logical_and(ok, tf.equal(last, int(dims[-1])))
+    return _check(ok, f"{name}: expected shape {form}; got shape", shape)
+
+
+def _gated(checks, *tensors):
+    """`tensors` that can only be computed after every check passed (so no work starts before)."""
+    import tensorflow as tf  # noqa: PLC0415
+
+    with tf.control_dependencies(checks):
+        out = tuple(tf.identity(t) for t in tensors)
+    return out if len(out) > 1 else out[0]
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -66,37 +455,60 @@ def load_model_from_workdir(workdir: str | os.PathLike, checkpoint: str | int | 
 # ----------------------------------------------------------------------------------------------------
 
 
-def _to_float(x: tf.Tensor) -> tf.Tensor:
-    """uint8 0..255 -> float32 [0, 1]; float32/float64 -> float32 (no clipping)."""
-    if x.dtype == tf.uint8:
-        return tf.cast(x, tf.float32) * (1.0 / 255.0)
-    return tf.cast(x, tf.float32)
+def _plain_variables(model: Any) -> list:
+    """The model's `tf.Variable`s under their Keras 3 wrappers (what the traced functions capture)."""
+    import tensorflow as tf  # noqa: PLC0415
+
+    out = []
+    for weight in model.weights:
+        variable = weight if isinstance(weight, tf.Variable) else getattr(weight, "value", None)
+        if not isinstance(variable, tf.Variable):
+            raise ValueError(
+                f"model: weight {getattr(weight, 'path', weight)!r} is not backed by a tf.Variable; "
+                "the export supports the TensorFlow backend only."
+            )
+        out.append(variable)
+    return out
 
 
-class StylizerModule(tf.Module):
-    """tf.Module wrapper with the inference functions of a `LocalizedStyleModel` (see module doc).
+class StylizerModule:
+    """Builds the `tf.Module` that is saved: the inference functions of a `LocalizedStyleModel`.
 
     Each public function (`stylize`, `encode_styles`, `predict_grids`, `render`) is a thin
-    tf.function that casts its image inputs to float32 and calls one float32 core function with a
-    fixed input signature, so the model is traced once per core whatever the number of dtype
-    variants (tracing the model is what makes export and loading slow).
+    tf.function that validates and casts its inputs to float32 (per dtype) and calls one float32 core
+    function with a fixed input signature, so the model is traced once per core whatever the number
+    of dtype variants (tracing the model is what makes export and loading slow).
 
     Args:
       model: a built `LocalizedStyleModel` (weights loaded).
+      render_impl: the slice implementation of the full-resolution render, one of `RENDER_IMPLS`
+        ("xla": compiled once per frame size where the model is served; "tf": no XLA).
+
+    Attributes:
+      root: the `tf.Module` to save. It tracks the model's plain `tf.Variable`s (`model_variables`),
+        never the Keras model itself (see the module docstring), plus `soft_mask_mode`, `low_res`,
+        `grid_shape` and `render_impl` as variables, and the four functions.
     """
 
-    def __init__(self, model: Any):
-        super().__init__(name="lvst_stylizer")
+    def __init__(self, model: Any, render_impl: str = "xla"):
+        import tensorflow as tf  # noqa: PLC0415
+
+        if render_impl not in RENDER_IMPLS:
+            raise ValueError(f"render_impl: must be one of {RENDER_IMPLS}; got {render_impl!r}.")
         self.model = model
+        self.render_impl = render_impl
         # The soft grid mask mode (METHOD section 5) is the model's configured one, baked in.
         self._soft_mask_mode = str(getattr(model, "soft_mask_mode", "normalized"))
         size = int(model.low_res)
+        root = tf.Module(name="lvst_stylizer")
+        root.model_variables = _plain_variables(model)
         # Variables (not constants) so these are plain, inspectable values of the SavedModel.
-        self.soft_mask_mode = tf.Variable(
+        root.soft_mask_mode = tf.Variable(
             self._soft_mask_mode, trainable=False, name="soft_mask_mode"
         )
-        self.low_res = tf.Variable(size, dtype=tf.int32, trainable=False, name="low_res")
-        self.grid_shape = tf.Variable(
+        root.render_impl = tf.Variable(render_impl, trainable=False, name="render_impl")
+        root.low_res = tf.Variable(size, dtype=tf.int32, trainable=False, name="low_res")
+        root.grid_shape = tf.Variable(
             [int(d) for d in model.grid_shape], dtype=tf.int32, trainable=False, name="grid_shape"
         )
         # Probe once for the style-statistics channels and the state shapes.
@@ -115,52 +527,56 @@ class StylizerModule(tf.Module):
             )
         self._stat_channels = {k: int(stats[k].shape[-1]) for k in STAT_KEYS}
         self._state_shapes = {k: [int(d) for d in out[k].shape] for k in STATE_KEYS}
-        # render() of the model uses the XLA slice by default; a SavedModel holding an XLA function
-        # recompiles for every new frame size, so the export renders with the plain-TF slice. Check
-        # that this is the same computation as the model's render.
-        reference = model.render(out["grids"], probe)
-        mine = self._render_core(out["grids"], probe)
-        if float(tf.reduce_max(tf.abs(reference - mine))) > 1e-4:
-            raise ValueError(
-                "model.render is no longer guide + bilateral_slice_apply; update export."
-            )
+        self._grid_shape = [int(d) for d in model.grid_shape]
 
         image = tf.TensorSpec([None, None, None, 3], tf.float32)
-        grid = tf.TensorSpec([None, *self._state_free_grid_shape(), 12], tf.float32)
+        grid = tf.TensorSpec([None, *self._grid_shape, 12], tf.float32)
         masks = tf.TensorSpec([None, None, None, None], tf.float32)
         stats_spec = {
             k: tf.TensorSpec([None, None, c], tf.float32) for k, c in self._stat_channels.items()
         }
         state_spec = {k: tf.TensorSpec([None] * 5, tf.float32) for k in STATE_KEYS}
-        self._encode_f32 = tf.function(self._stats, input_signature=[image])
-        self._predict_f32 = tf.function(
-            self._predict_core, input_signature=[image, masks, stats_spec, state_spec]
-        )
-        self._render_f32 = tf.function(self._render_core, input_signature=[grid, image])
-        self._stylize_f32 = tf.function(
-            self._stylize_core, input_signature=[image, masks, image, tf.TensorSpec([], tf.int32)]
+
+        def fn(python_function, input_signature=None):
+            # Autograph off: the cores use explicit tf.while_loop / tf.cond, and autograph's
+            # conversion of Keras internals is slow and fragile.
+            return tf.function(python_function, input_signature=input_signature, autograph=False)
+
+        self._encode_f32 = fn(self._stats, [image])
+        self._predict_f32 = fn(self._predict_core, [image, masks, stats_spec, state_spec])
+        self._render_f32 = fn(self._render_core, [grid, image])
+        self._stylize_f32 = fn(
+            self._stylize_core, [image, masks, image, tf.TensorSpec([], tf.int32)]
         )
         # No input_signature: one concrete function per dtype is registered by `signatures()`, and
         # the loaded object dispatches on the caller's dtype.
-        self.stylize = tf.function(self._stylize)
-        self.encode_styles = tf.function(self._encode_styles)
-        self.predict_grids = tf.function(self._predict_grids)
-        self.render = tf.function(self._render)
+        root.stylize = fn(self._stylize)
+        root.encode_styles = fn(self._encode_styles)
+        root.predict_grids = fn(self._predict_grids)
+        root.render = fn(self._render)
+        self.root = root
 
-    def _state_free_grid_shape(self) -> list[int]:
-        return [int(d) for d in self.model.grid_shape]
-
-    def empty_state(self) -> dict[str, tf.Tensor]:
+    def empty_state(self) -> dict:
         """The "first frame" state: zero-element tensors `[0, 1, 1, 1, C_i]`."""
+        import tensorflow as tf  # noqa: PLC0415
+
         return {k: tf.zeros([0, 1, 1, 1, s[-1]], tf.float32) for k, s in self._state_shapes.items()}
 
-    # -- float32 cores (traced once) ----------------------------------------------------------------
+    def variable_bytes(self) -> int:
+        """Bytes of every saved model variable (what `variables/` will roughly hold)."""
+        return sum(int(v.shape.num_elements()) * v.dtype.size for v in self.root.model_variables)
 
-    def _stats(self, styles: tf.Tensor) -> dict[str, tf.Tensor]:
+    # -- float32 cores (traced once; inputs already validated) --------------------------------------
+
+    def _stats(self, styles):
+        import tensorflow as tf  # noqa: PLC0415
+
         stats = self.model.encode_styles(styles)
         return {k: tf.convert_to_tensor(stats[k], tf.float32) for k in STAT_KEYS}
 
     def _predict_core(self, frames, masks, stats, state):
+        import tensorflow as tf  # noqa: PLC0415
+
         # The model reads a state with zero elements as "first frame of a clip" (DESIGN.md); give
         # it one whose non-batch dims are valid for its reshape, whatever empty shape came in.
         state = {
@@ -181,30 +597,22 @@ class StylizerModule(tf.Module):
         return result
 
     def _render_core(self, grids, frames):
-        from lvst_tf import ops
-
-        return ops.bilateral_slice_apply(grids, self.model.guide(frames), frames, impl="tf")
+        return self.model.render(grids, frames, impl=self.render_impl)
 
     def _stylize_core(self, frames, masks, styles, r):
-        """A whole clip: same keyframes, state and interpolation as VideoStylizer ("linear")."""
-        tf.debugging.assert_positive(r, message="r must be an int32 scalar >= 1")
+        """A whole clip: the keyframes, state and interpolation of VideoStylizer ("linear")."""
+        import tensorflow as tf  # noqa: PLC0415
+
+        from lvst_tf import ops  # noqa: PLC0415
+
         num_frames = tf.shape(frames)[0]
-        tf.debugging.assert_positive(num_frames, message="frames must hold at least one frame")
-        tf.debugging.assert_equal(
-            tf.shape(masks)[:3], tf.shape(frames)[:3],
-            message="masks must be [T, H, W, K-1] with the frames' T, H, W",
-        )  # fmt: skip
         stats = self._stats(styles)
-        # Keyframes 0, r, 2r, ... and always the last frame (METHOD section 6).
-        keys = tf.range(0, num_frames, r)
-        keys = tf.cond(
-            tf.equal(keys[-1], num_frames - 1),
-            lambda: keys,
-            lambda: tf.concat([keys, [num_frames - 1]], 0),
-        )
+        # The one keyframe rule (METHOD section 6): keys 0, r, 2r, ... and the last frame, and per
+        # frame its two keyframes and blend weight.
+        schedule = ops.keyframe_schedule(num_frames, r)
+        keys = schedule.keys
         num_keys = tf.shape(keys)[0]
-        grid_shape = [*self._state_free_grid_shape(), 12]
-        key_grids = tf.TensorArray(tf.float32, size=num_keys, element_shape=grid_shape)
+        key_grids = tf.TensorArray(tf.float32, size=num_keys, element_shape=[*self._grid_shape, 12])
 
         def key_body(i, grids_ta, *state):
             # The ST-AdaIN state goes from keyframe to keyframe; empty on the first one.
@@ -229,15 +637,8 @@ class StylizerModule(tf.Module):
         key_grids = loop[1].stack()  # [N_key, GH, GW, GD, 12]
 
         def render_body(t, out_ta):
-            # Linear interpolation between the keyframes around t (as ops.interpolate_grids).
-            lower = tf.reduce_sum(tf.cast(keys <= t, tf.int32)) - 1
-            upper = tf.minimum(lower + 1, num_keys - 1)
-            key_lo = tf.cast(keys[lower], tf.float32)
-            key_hi = tf.cast(keys[upper], tf.float32)
-            w = tf.clip_by_value(
-                tf.math.divide_no_nan(tf.cast(t, tf.float32) - key_lo, key_hi - key_lo), 0.0, 1.0
-            )
-            grid = key_grids[lower] + w * (key_grids[upper] - key_grids[lower])
+            lower, upper = schedule.lower[t], schedule.upper[t]
+            grid = key_grids[lower] + schedule.weight[t] * (key_grids[upper] - key_grids[lower])
             image = self._render_core(grid[None], frames[t : t + 1])[0]
             return t + 1, out_ta.write(t, tf.clip_by_value(image, 0.0, 1.0))
 
@@ -249,48 +650,128 @@ class StylizerModule(tf.Module):
         )  # fmt: skip
         return {"frames": out_ta.stack()}
 
-    # -- dtype front ends (any of uint8 / float32 / float64) ----------------------------------------
+    # -- dtype front ends (uint8 / float32 / float64): validation, then the float32 core ------------
+    # Rank checks come first (the other checks index the shapes), value and shape checks next, and
+    # the core's inputs depend on all of them, so no model work starts on invalid inputs.
 
     def _encode_styles(self, styles):
         """`styles [K, h, w, 3]` -> `{mean_i, std_i: [1, K, C_i]}`."""
-        return self._encode_f32(_to_float(styles))
+        import tensorflow as tf  # noqa: PLC0415
+
+        with tf.control_dependencies([_check_layout(styles, "styles", "[K, h, w, 3]")]):
+            styles_f, checks = _image_input(styles, "styles", "styles")
+            shape = tf.shape(styles)
+            checks.append(
+                _check(
+                    tf.reduce_all(shape[:3] > 0),
+                    "styles: expected [K, h, w, 3] with K, h, w >= 1; got shape",
+                    shape,
+                )
+            )
+        return self._encode_f32(_gated(checks, styles_f))
 
     def _predict_grids(self, frames, masks, mean_0, mean_1, mean_2, mean_3, mean_4, mean_5,
                        std_0, std_1, std_2, std_3, std_4, std_5,
                        state_0, state_1, state_2, state_3, state_4, state_5):  # fmt: skip
         """One keyframe with explicit ST-AdaIN state (zero-element state = first frame)."""
+        import tensorflow as tf  # noqa: PLC0415
+
         stats = dict(zip(STAT_KEYS, (mean_0, mean_1, mean_2, mean_3, mean_4, mean_5,
                                      std_0, std_1, std_2, std_3, std_4, std_5)))  # fmt: skip
         state = dict(zip(STATE_KEYS, (state_0, state_1, state_2, state_3, state_4, state_5)))
-        return self._predict_f32(_to_float(frames), _to_float(masks), stats, state)
+        layout = [
+            _check_layout(frames, "frames", "[B, H, W, 3]"),
+            _check_layout(masks, "masks", "[B, H, W, K-1]"),
+            _check_layout(mean_0, "mean_0", "[1 or B, K, C]"),
+        ]
+        with tf.control_dependencies(layout):
+            frames_f, checks = _image_input(frames, "frames", "frames")
+            masks_f, mask_checks = _mask_input(masks, "masks")
+            fs, ms, ks = tf.shape(frames), tf.shape(masks), tf.shape(mean_0)
+            checks += mask_checks + [
+                _check(tf.reduce_all(fs[:3] > 0),
+                       "frames: expected [B, H, W, 3] with B, H, W >= 1; got shape", fs),
+                _check(tf.logical_and(tf.reduce_all(tf.equal(ms[:3], fs[:3])), ms[3] >= 1),
+                       "masks: expected [B, H, W, K-1] with the frames' B, H, W and K-1 >= 1; got "
+                       "masks", ms, "frames", fs),
+                _check(tf.equal(ks[1], ms[3] + 1),
+                       "mean_0..std_5: the style statistics need K = (masks' K-1) + 1 regions in "
+                       "axis 1 (encode_styles of K styles); got mean_0", ks, "masks", ms),
+            ]  # fmt: skip
+        # Every piece of model work needs the frames and masks, so gating them holds it all back.
+        frames_f, masks_f = _gated(checks, frames_f, masks_f)
+        return self._predict_f32(frames_f, masks_f, stats, state)
 
     def _render(self, grids, frames):
         """`grids [B, GH, GW, GD, 12]`, `frames [B, H, W, 3]` -> `{"frames": [B, H, W, 3]}`."""
-        return {"frames": self._render_f32(grids, _to_float(frames))}
+        import tensorflow as tf  # noqa: PLC0415
+
+        with tf.control_dependencies([_check_layout(frames, "frames", "[B, H, W, 3]")]):
+            frames_f, checks = _image_input(frames, "frames", "frames")
+            fs, gs = tf.shape(frames), tf.shape(grids)
+            checks += [
+                _check(tf.reduce_all(tf.math.is_finite(grids)),
+                       "grids: must be finite; got NaN or inf (from predict_grids on invalid "
+                       "inputs?)"),
+                _check(tf.logical_and(tf.reduce_all(fs[:3] > 0), tf.equal(fs[0], gs[0])),
+                       "frames: expected [B, H, W, 3] with H, W >= 1 and the grids' B; got frames",
+                       fs, "grids", gs),
+            ]  # fmt: skip
+        grids, frames_f = _gated(checks, grids, frames_f)
+        return {"frames": self._render_f32(grids, frames_f)}
 
     def _stylize(self, frames, masks, styles, r):
-        return self._stylize_f32(_to_float(frames), _to_float(masks), _to_float(styles), r)
+        """A clip: `frames [T, H, W, 3]`, `masks [T, H, W, K-1]`, `styles [K, h, w, 3]`, `r`."""
+        import tensorflow as tf  # noqa: PLC0415
+
+        layout = [
+            _check_layout(frames, "frames", "[T, H, W, 3]"),
+            _check_layout(masks, "masks", "[T, H, W, K-1]"),
+            _check_layout(styles, "styles", "[K, h, w, 3]"),
+            _check(tf.equal(tf.rank(r), 0), "r: expected an int32 scalar; got shape", tf.shape(r)),
+        ]
+        with tf.control_dependencies(layout):
+            frames_f, checks = _image_input(frames, "frames", "frames")
+            masks_f, mask_checks = _mask_input(masks, "masks")
+            styles_f, style_checks = _image_input(styles, "styles", "styles")
+            fs, ms, ss = tf.shape(frames), tf.shape(masks), tf.shape(styles)
+            checks += mask_checks + style_checks + [
+                _check(tf.reduce_all(fs[:3] > 0),
+                       "frames: expected [T, H, W, 3] with T, H, W >= 1; got shape", fs),
+                _check(tf.logical_and(tf.reduce_all(tf.equal(ms[:3], fs[:3])), ms[3] >= 1),
+                       "masks: expected [T, H, W, K-1] with the frames' T, H, W and K-1 >= 1 "
+                       "object masks; got masks", ms, "frames", fs),
+                _check(tf.logical_and(tf.equal(ss[0], ms[3] + 1), tf.reduce_all(ss[1:3] > 0)),
+                       "styles: expected [K, h, w, 3] with K = (masks' K-1) + 1 images, one per "
+                       "object mask and the last for the background; got styles", ss, "masks", ms),
+                _check(r >= 1, "r: expected an int32 >= 1 (a keyframe every r frames); got", r),
+            ]  # fmt: skip
+        frames_f, masks_f, styles_f, r = _gated(checks, frames_f, masks_f, styles_f, r)
+        return self._stylize_f32(frames_f, masks_f, styles_f, r)
 
     # -- concrete functions -------------------------------------------------------------------------
 
-    def concrete(self, name: str, dtype: tf.DType = tf.float32, mask_dtype: tf.DType | None = None):
+    def concrete(self, name: str, dtype=None, mask_dtype=None):
         """The concrete function `name` for image inputs of `dtype` (masks of `mask_dtype`)."""
+        import tensorflow as tf  # noqa: PLC0415
+
+        dtype = tf.float32 if dtype is None else dtype
         mask_dtype = dtype if mask_dtype is None else mask_dtype
         image = tf.TensorSpec([None, None, None, 3], dtype, "frames")
         masks = tf.TensorSpec([None, None, None, None], mask_dtype, "masks")
         if name == "stylize":
-            return self.stylize.get_concrete_function(
+            return self.root.stylize.get_concrete_function(
                 frames=image,
                 masks=masks,
                 styles=tf.TensorSpec([None, None, None, 3], dtype, "styles"),
                 r=tf.TensorSpec([], tf.int32, "r"),
             )
         if name == "encode_styles":
-            return self.encode_styles.get_concrete_function(
+            return self.root.encode_styles.get_concrete_function(
                 styles=tf.TensorSpec([None, None, None, 3], dtype, "styles")
             )
         if name == "predict_grids":
-            return self.predict_grids.get_concrete_function(
+            return self.root.predict_grids.get_concrete_function(
                 frames=image,
                 masks=masks,
                 **{
@@ -300,15 +781,17 @@ class StylizerModule(tf.Module):
                 **{k: tf.TensorSpec([None] * 5, tf.float32, k) for k in STATE_KEYS},
             )
         if name == "render":
-            grid = tf.TensorSpec([None, *self._state_free_grid_shape(), 12], tf.float32, "grids")
-            return self.render.get_concrete_function(grids=grid, frames=image)
+            grid = tf.TensorSpec([None, *self._grid_shape, 12], tf.float32, "grids")
+            return self.root.render.get_concrete_function(grids=grid, frames=image)
         raise ValueError(
             f"name must be one of stylize, encode_styles, predict_grids, render; got {name!r}."
         )
 
     def signatures(self) -> dict[str, Any]:
         """Traces every dtype variant and returns the serving signatures (float32 unless named)."""
-        for dtype in DTYPES:
+        import tensorflow as tf  # noqa: PLC0415
+
+        for dtype in (tf.uint8, tf.float32, tf.float64):
             for name in ("stylize", "encode_styles", "predict_grids", "render"):
                 self.concrete(name, dtype)
         # Common mix: uint8 decoded frames with float masks from a segmenter.
@@ -324,46 +807,100 @@ class StylizerModule(tf.Module):
 
 
 def export_saved_model(
-    model: Any, output_dir: str | os.PathLike, overwrite: bool = True
+    model: Any,
+    output_dir: str | os.PathLike,
+    overwrite: bool = False,
+    render_impl: str = "xla",
+    inputs=(),
+    source: str | None = None,
 ) -> pathlib.Path:
     """Writes `model` as a SavedModel with the signatures of the module docstring.
 
     Args:
-      model: a built `LocalizedStyleModel` (e.g. from :func:`load_model_from_workdir`).
-      output_dir: destination folder (created; its parent too). For TF Serving pass a version
-        folder such as `saved_models/run/1`.
-      overwrite: replace an existing `output_dir` (after the new export succeeded).
+      model: a built `LocalizedStyleModel` (e.g. from `lvst_tf.loading.load_model`).
+      output_dir: destination folder (created with its parents). For TF Serving pass a version
+        folder such as `saved_models/run/1`. See :func:`check_output` for what may be there.
+      overwrite: replace a previous export at `output_dir` (never anything else).
+      render_impl: the render's slice implementation, one of `RENDER_IMPLS` ("xla" default).
+      inputs: paths the model was read from; `output_dir` may not overlap them.
+      source: a description of the model's origin, recorded in the marker file.
 
     Returns:
-      The path of the SavedModel. The export goes to a hidden temporary folder beside
-      `output_dir` and is renamed at the end, so an interrupted export leaves nothing at `output_dir`.
+      The absolute path of the SavedModel.
+
+    Raises:
+      ValueError: a refused destination (`check_output`), too little free space for the
+        variables, or an invalid `render_impl`; nothing is written then.
+      OSError: writing failed (disk full, permissions...); the message names the folder. Nothing
+        is left at `output_dir` (a previous export stays as it was) and the temporary is removed.
     """
-    output_dir = pathlib.Path(output_dir)
-    if output_dir.exists() and not overwrite:
-        raise ValueError(
-            f"output_dir: {str(output_dir)!r} exists; pass overwrite=True to replace it."
-        )
-    if output_dir.exists() and not output_dir.is_dir():
-        raise ValueError(f"output_dir: {str(output_dir)!r} exists and is not a folder.")
-    output_dir.parent.mkdir(parents=True, exist_ok=True)
-    module = StylizerModule(model)
-    signatures = module.signatures()
-    tmp = pathlib.Path(tempfile.mkdtemp(dir=output_dir.parent, prefix=f".{output_dir.name}.tmp-"))
+    import tensorflow as tf  # noqa: PLC0415
+
+    if render_impl not in RENDER_IMPLS:
+        raise ValueError(f"render_impl: must be one of {RENDER_IMPLS}; got {render_impl!r}.")
+    out = check_output(output_dir, overwrite, inputs)
+    clean_stale_temporaries(out)
+    module = StylizerModule(model, render_impl=render_impl)
+    created = [p for p in reversed(out.parents) if not os.path.lexists(p)]
+    tmp = None
+    committed = False
     try:
-        tf.saved_model.save(module, str(tmp), signatures=signatures)
-        if output_dir.exists():
-            old = pathlib.Path(
-                tempfile.mkdtemp(dir=output_dir.parent, prefix=f".{output_dir.name}.old-")
+        out.parent.mkdir(parents=True, exist_ok=True)
+        need = module.variable_bytes() + FREE_SPACE_MARGIN_BYTES
+        free = shutil.disk_usage(out.parent).free
+        if free < need:
+            raise ValueError(
+                f"output: only {free / 2**20:.1f} MB free under {str(out.parent)!r}; the export "
+                f"needs about {need / 2**20:.0f} MB."
             )
-            os.replace(output_dir, old / "x")
-            os.replace(tmp, output_dir)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, output_dir)
+        tmp = pathlib.Path(
+            tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.{_TMP_TAG}-{os.getpid()}-")
+        )
+        signatures = module.signatures()
+        try:
+            tf.saved_model.save(module.root, str(tmp), signatures=signatures)
+        except tf.errors.OpError as e:
+            raise OSError(
+                f"output: writing the SavedModel under {str(out.parent)!r} failed: "
+                f"{_op_error_text(e.message)}"
+            ) from e
+        except OSError as e:
+            raise OSError(
+                f"output: writing the SavedModel under {str(out.parent)!r} failed: "
+                f"{e.strerror or e}"
+            ) from e
+        marker = {
+            "format": MARKER_FORMAT,
+            "version": 1,
+            "created_unix": time.time(),
+            "source": source,
+            "render_impl": render_impl,
+            "soft_mask_mode": module._soft_mask_mode,  # noqa: SLF001 (own class)
+            "low_res": int(model.low_res),
+            "signatures": list(SIGNATURE_NAMES),
+        }
+        try:
+            (tmp / MARKER_FILE).write_text(json.dumps(marker, indent=1) + "\n", encoding="utf-8")
+            _apply_umask(tmp)
+        except OSError as e:
+            raise OSError(
+                f"output: writing the SavedModel under {str(out.parent)!r} failed: "
+                f"{e.strerror or e}"
+            ) from e
+        with _signals_deferred():
+            # The destination may have changed while the model was traced: check it again.
+            check_output(out, overwrite, inputs)
+            _commit(tmp, out)
+            committed = True
     except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
+        if not committed:
+            if tmp is not None:
+                shutil.rmtree(tmp, ignore_errors=True)
+            for folder in reversed(created):
+                with contextlib.suppress(OSError):
+                    folder.rmdir()  # only the empty parents this call created
         raise
-    return output_dir
+    return out
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -373,6 +910,8 @@ def export_saved_model(
 
 def load_saved_model(path: str | os.PathLike) -> Any:
     """`tf.saved_model.load` with a clear error when `path` is not one of our SavedModels."""
+    import tensorflow as tf  # noqa: PLC0415
+
     path = pathlib.Path(path)
     if not (path / "saved_model.pb").is_file():
         raise ValueError(
@@ -392,6 +931,10 @@ class SavedModelAdapter:
     It calls the exported `encode_styles`, `predict_grids` and `render` signatures and keeps nothing
     itself: the ST-AdaIN state goes in and out of `predict_grids` explicitly (zero-element tensors
     for the first frame), which is what a streaming server does.
+
+    Attributes:
+      soft_mask_mode: the mode baked into the export ("normalized" or "paper").
+      render_impl: the export's render implementation ("xla" / "tf"; None for older exports).
     """
 
     def __init__(self, loaded: Any):
@@ -402,6 +945,8 @@ class SavedModelAdapter:
         self.low_res = int(loaded.low_res.numpy())
         self.grid_shape = tuple(int(d) for d in loaded.grid_shape.numpy())
         self.soft_mask_mode = loaded.soft_mask_mode.numpy().decode()
+        impl = getattr(loaded, "render_impl", None)
+        self.render_impl = impl.numpy().decode() if impl is not None else None
 
     @classmethod
     def from_path(cls, path: str | os.PathLike) -> SavedModelAdapter:
@@ -409,13 +954,23 @@ class SavedModelAdapter:
 
     def encode_styles(self, styles):
         """`[K, h, w, 3]` float32 -> `{mean_i, std_i: [1, K, C]}`."""
+        import tensorflow as tf  # noqa: PLC0415
+
         return self._encode(styles=tf.convert_to_tensor(styles, tf.float32))
 
-    def predict_grids(self, frames, masks, style_stats, state=None, soft_mask_mode="normalized"):
+    def predict_grids(self, frames, masks, style_stats, state=None, soft_mask_mode=None):
+        """One keyframe through the `predict_grids` signature.
+
+        Args:
+          soft_mask_mode: None (the export's own mode, as for the model) or that same mode; another
+            mode cannot be honoured (it is baked in at export) and raises ValueError.
+        """
+        import tensorflow as tf  # noqa: PLC0415
+
         if soft_mask_mode not in (None, self.soft_mask_mode):
             raise ValueError(
                 f"soft_mask_mode: the SavedModel was exported with {self.soft_mask_mode!r}; "
-                f"got {soft_mask_mode!r}."
+                f"got {soft_mask_mode!r} (pass None or {self.soft_mask_mode!r})."
             )
         if state is None:
             state = {k: tf.zeros([0, 0, 0, 0, 0], tf.float32) for k in STATE_KEYS}
@@ -427,5 +982,13 @@ class SavedModelAdapter:
             **inputs,
         )
 
-    def render(self, grids, frames):
+    def render(self, grids, frames, impl=None):
+        """`grids [B, GH, GW, GD, 12]`, `frames [B, H, W, 3]` -> `[B, H, W, 3]` not clipped.
+
+        `impl` is accepted for the model's signature and ignored: the export's own implementation
+        (`render_impl`) is used.
+        """
+        import tensorflow as tf  # noqa: PLC0415
+
+        del impl
         return self._render(grids=grids, frames=tf.convert_to_tensor(frames, tf.float32))["frames"]

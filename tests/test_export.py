@@ -6,8 +6,11 @@ directory) and compares its frames with the in-process `VideoStylizer` at two re
 uint8 / float32 / float64 inputs.
 """
 
+import json
 import os
 import pathlib
+import re
+import stat
 import subprocess
 import sys
 import textwrap
@@ -181,8 +184,11 @@ def exported(workdir, tmp_path_factory):
 def test_saved_model_round_trip_in_fresh_process(exported, tmp_path):
     model, saved = exported
     assert not [p for p in saved.parent.iterdir() if p.name.startswith(".")]  # no temporaries left
-    # No XLA-compiled function inside (it would recompile for every new frame size).
-    assert b"_XlaMustCompile" not in (saved / "saved_model.pb").read_bytes()
+    # The default render is the XLA slice (compiled once per frame size where it is served).
+    assert b"_XlaMustCompile" in (saved / "saved_model.pb").read_bytes()
+    marker = export.read_marker(saved)
+    assert marker["render_impl"] == "xla" and marker["soft_mask_mode"] == "normalized"
+    assert "workdir" in marker["source"]
     clips = _clips()
     inputs = {}
     references = {}
@@ -220,14 +226,8 @@ def test_saved_model_round_trip_in_fresh_process(exported, tmp_path):
 @pytest.mark.slow
 def test_saved_model_cli_lists_signatures(exported):
     _, saved = exported
-    cli = pathlib.Path(sys.executable).with_name("saved_model_cli")
-    command = (
-        [str(cli)]
-        if cli.exists()
-        else [sys.executable, "-m", "tensorflow.python.tools.saved_model_cli"]
-    )
     proc = subprocess.run(
-        command + ["show", "--dir", str(saved), "--all"], capture_output=True, text=True,
+        _saved_model_cli() + ["show", "--dir", str(saved), "--all"], capture_output=True, text=True,
         timeout=300, env=_hidden_env(),
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-2000:]
@@ -237,13 +237,208 @@ def test_saved_model_cli_lists_signatures(exported):
         assert f"['{name}'] tensor_info" in proc.stdout
 
 
+def _saved_model_cli():
+    cli = pathlib.Path(sys.executable).with_name("saved_model_cli")
+    if cli.exists():
+        return [str(cli)]
+    return [sys.executable, "-m", "tensorflow.python.tools.saved_model_cli"]
+
+
 @pytest.mark.slow
+def test_saved_model_cli_run_matches_in_process(exported, tmp_path):
+    """`saved_model_cli run` loads through the saver (like TF Serving and the C++ API): every
+    variable must be found (Keras 3 variable wrappers are not saved) and the XLA render must run."""
+    model, saved = exported
+    frames, masks, styles, r = _clips()[0]
+    f32 = [x.astype(np.float32) / 255 for x in (frames, masks, styles)]
+    files = {}
+    for name, value in zip(("frames", "masks", "styles", "r"), (*f32, np.array(r, np.int32))):
+        files[name] = tmp_path / f"{name}.npy"
+        np.save(files[name], value)
+    proc = subprocess.run(
+        _saved_model_cli() + [
+            "run", "--dir", str(saved), "--tag_set", "serve", "--signature_def", "serving_default",
+            "--inputs", ";".join(f"{k}={v}" for k, v in files.items()),
+            "--outdir", str(tmp_path / "out"),
+        ],
+        capture_output=True, text=True, timeout=600, env=_hidden_env(),
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    got = np.load(tmp_path / "out" / "frames.npy")
+    want = VideoStylizer(model, r=r).stylize(frames, masks, list(styles))
+    np.testing.assert_allclose(got, want, atol=TOLERANCE)
+
+
+@pytest.mark.slow
+def test_paper_mode_export_matches_in_process(tmp_path):
+    """A model configured with the "paper" soft grid mask, exported without XLA ("tf" render), gives
+    the in-process model's frames through `serving_default` and through the streaming pieces."""
+    model = models.build_model(vgg_weights=None, low_res=64, seed=5, soft_mask_mode="paper")
+    loading.build_variables(model)
+    rng = np.random.default_rng(2)
+    for variable in model.trainable_weights:
+        variable.assign(variable + 0.05 * rng.standard_normal(variable.shape).astype(np.float32))
+    saved = export.export_saved_model(model, tmp_path / "paper", render_impl="tf")
+    assert b"_XlaMustCompile" not in (saved / "saved_model.pb").read_bytes()
+    adapter = export.SavedModelAdapter.from_path(saved)
+    assert adapter.soft_mask_mode == "paper" and adapter.render_impl == "tf"
+
+    frames, masks, styles, r = _clips()[1]  # K = 3 regions, odd sizes
+    want = VideoStylizer(model, r=r, soft_mask_mode="paper").stylize(frames, masks, list(styles))
+    normalized = VideoStylizer(model, r=r, soft_mask_mode="normalized").stylize(
+        frames, masks, list(styles)
+    )
+    assert np.abs(want - normalized).max() > 1e-4  # the mode matters for this clip
+    got = adapter.loaded.stylize(frames=frames, masks=masks, styles=styles, r=r)["frames"].numpy()
+    np.testing.assert_allclose(got, want, atol=TOLERANCE)
+    streamed = VideoStylizer(adapter, r=r, soft_mask_mode="paper").stylize(
+        frames, masks, list(styles)
+    )
+    np.testing.assert_allclose(streamed, want, atol=TOLERANCE)
+    # None means the export's own mode; another mode cannot be honoured.
+    stats = adapter.encode_styles(styles.astype(np.float32) / 255)
+    one = (frames[:1].astype(np.float32) / 255, masks[:1].astype(np.float32) / 255)
+    direct = adapter.predict_grids(*one, stats, soft_mask_mode=None)
+    reference = model.predict_grids(*one, stats, soft_mask_mode="paper")
+    np.testing.assert_allclose(direct["grids"], reference["grids"], atol=TOLERANCE)
+    with pytest.raises(
+        ValueError, match="soft_mask_mode: the SavedModel was exported with 'paper'"
+    ):
+        adapter.predict_grids(*one, stats, soft_mask_mode="normalized")
+
+
+# ----------------------------------------------------------------------------------------------------
+# Output rules (no TensorFlow work).
+
+
+def _fake_export(path: pathlib.Path, **extra) -> pathlib.Path:
+    """A folder that looks like a previous export (marker, saved_model.pb, variables/)."""
+    path.mkdir(parents=True)
+    (path / "saved_model.pb").write_bytes(b"old graph")
+    (path / "variables").mkdir()
+    (path / "variables" / "variables.index").write_bytes(b"old index")
+    marker = {"format": export.MARKER_FORMAT, "version": 1, "created_unix": 0.0, **extra}
+    (path / export.MARKER_FILE).write_text(json.dumps(marker))
+    return path
+
+
+def test_check_output_rules(tmp_path):
+    workdir = tmp_path / "runs" / "a"
+    workdir.mkdir(parents=True)
+    ok = export.check_output(tmp_path / "new" / "deeper" / "1", inputs=[workdir])
+    assert ok == tmp_path / "new" / "deeper" / "1" and not (tmp_path / "new").exists()
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert export.check_output(empty) == empty  # nothing to lose: used as is
+    previous = _fake_export(tmp_path / "prev")
+    assert export.check_output(previous, overwrite=True) == previous
+    refusals = {
+        "already holds an export; pass --overwrite": dict(output=previous),
+        "is the input": dict(output=workdir, overwrite=True, inputs=[workdir]),
+        "is inside the input": dict(output=workdir / "export", inputs=[workdir]),
+        "contains the input": dict(output=tmp_path / "runs", overwrite=True, inputs=[workdir]),
+        "required": dict(output=""),
+    }
+    user = tmp_path / "user"
+    user.mkdir()
+    (user / "notes.txt").write_text("mine")
+    refusals["is not an export written by tools/export.py"] = dict(output=user, overwrite=True)
+    mixed = _fake_export(tmp_path / "mixed")
+    (mixed / "notes.txt").write_text("mine")
+    refusals["also holds ['notes.txt']"] = dict(output=mixed, overwrite=True)
+    a_file = tmp_path / "file"
+    a_file.write_text("x")
+    refusals["exists and is not a folder"] = dict(output=a_file, overwrite=True)
+    refusals["is a file, not a folder"] = dict(output=a_file / "sub" / "1")
+    link = tmp_path / "link"
+    link.symlink_to(previous)
+    refusals[" exists and is not a folder"] = dict(output=link, overwrite=True)
+    for expected, kwargs in refusals.items():
+        with pytest.raises(ValueError, match=re.escape(expected)):
+            export.check_output(**kwargs)
+    assert (user / "notes.txt").read_text() == "mine" and previous.is_dir()
+
+
+def test_clean_stale_temporaries(tmp_path):
+    out = tmp_path / "1"
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True)  # fmt: skip
+    dead_pid = int(dead.stdout)
+    stale = tmp_path / f".1.export-tmp-{dead_pid}-abc123"
+    stale.mkdir()
+    (stale / "saved_model.pb").write_bytes(b"partial")
+    live = tmp_path / f".1.export-tmp-{os.getpid()}-def456"  # a running export: kept
+    live.mkdir()
+    foreign = tmp_path / f".1.export-tmp-{dead_pid}-ghi789"  # not only export files: kept
+    foreign.mkdir()
+    (foreign / "mine.txt").write_text("x")
+    other = tmp_path / f".2.export-tmp-{dead_pid}-jkl012"  # another output's: kept
+    other.mkdir()
+    assert export.clean_stale_temporaries(out) == [stale]
+    assert not stale.exists() and live.exists() and foreign.exists() and other.exists()
+
+
+def test_commit_replaces_a_previous_export_atomically(tmp_path):
+    previous = _fake_export(tmp_path / "1")
+    new = _fake_export(tmp_path / ".1.export-tmp-1-x", source="new")
+    export._commit(new, previous)  # noqa: SLF001
+    assert export.read_marker(previous)["source"] == "new"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["1"]
+
+
+def test_failed_write_leaves_nothing_and_keeps_the_previous_export(tmp_path, monkeypatch):
+    """A write that fails half way (here a fake full disk: TensorFlow's own ENOSPC error after a
+    partial file) gives a one-line OSError naming the folder; the previous export is untouched, the
+    temporary and the parents this call created are removed."""
+    model = models.build_model(vgg_weights=None, low_res=32, seed=1)
+    loading.build_variables(model)
+    monkeypatch.setattr(export.StylizerModule, "signatures", lambda self: {})
+
+    def full_disk(obj, path, signatures=None):
+        pathlib.Path(path, "variables").mkdir()
+        pathlib.Path(path, "variables", "variables.data-00000-of-00001").write_bytes(b"partial")
+        raise tf.errors.ResourceExhaustedError(
+            None, None,
+            "{{function_node __wrapped__SaveV2}} " + f"{path}/variables/x.tempstate1; No space "
+            "left on device [Op:SaveV2]",
+        )  # fmt: skip
+
+    monkeypatch.setattr(tf.saved_model, "save", full_disk)
+    previous = _fake_export(tmp_path / "prev")
+    before = {p: p.read_bytes() for p in previous.rglob("*") if p.is_file()}
+    with pytest.raises(OSError, match=r"output: writing the SavedModel under .* failed: No space "
+                                      r"left on device \("):  # fmt: skip
+        export.export_saved_model(model, previous, overwrite=True)
+    assert {p: p.read_bytes() for p in previous.rglob("*") if p.is_file()} == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["prev"]
+    with pytest.raises(OSError, match="No space left on device"):
+        export.export_saved_model(model, tmp_path / "a" / "b" / "1")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["prev"]  # created parents removed too
+
+
+def test_umask_is_applied(tmp_path):
+    folder = tmp_path / "x"
+    (folder / "variables").mkdir(parents=True)
+    (folder / "variables" / "data").write_bytes(b"1")
+    os.chmod(folder, 0o700)
+    old = os.umask(0o002)
+    try:
+        export._apply_umask(folder)  # noqa: SLF001
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(folder.stat().st_mode) == 0o775
+    assert stat.S_IMODE((folder / "variables").stat().st_mode) == 0o775
+    assert stat.S_IMODE((folder / "variables" / "data").stat().st_mode) == 0o664
+
+
 def test_export_tool_reports_bad_workdir(tmp_path):
+    """Without TensorFlow work (the full table is tests/test_faults_export.py)."""
     proc = subprocess.run(
         [sys.executable, str(REPO / "tools" / "export.py"), f"--workdir={tmp_path / 'nope'}"],
         capture_output=True, text=True, timeout=300,
     )  # fmt: skip
-    assert proc.returncode != 0 and "is not a folder" in proc.stderr
+    assert proc.returncode == 1 and "is not a training workdir" in proc.stderr
+    assert "Traceback" not in proc.stderr
     assert not (REPO / "saved_models" / "nope").exists()
 
 

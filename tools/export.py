@@ -1,18 +1,30 @@
-r"""Exports a training workdir as a SavedModel with explicit signatures.
+r"""Exports a trained model as a SavedModel with explicit signatures.
 
 Usage:
-  python tools/export.py --workdir=runs/quickstart [--checkpoint=ckpt-200] \
-      [--output=saved_models/quickstart]
+  python tools/export.py --workdir=runs/my_run [--checkpoint=ckpt-200] [--output=saved_models/my_run/1]
+  python tools/export.py --pretrained=demo --output=saved_models/demo/1
+  python tools/export.py --workdir=runs/my_run --output=saved_models/my_run/1 --overwrite
 
-The model is rebuilt from `<workdir>/operative_config.gin` (no hyperparameter retyped) and restored
-from the latest (or the named) checkpoint. Signatures: `serving_default`, `serving_uint8`,
+The model comes from `lvst_tf.loading` (a training workdir at its newest intact or a named
+checkpoint, or a model shipped with the package). Signatures: `serving_default`, `serving_uint8`,
 `encode_styles`, `predict_grids`, `render` (docs/serving.md). For TF Serving, export into a version
-folder: `--output=saved_models/quickstart/1`.
+folder (`.../1`).
+
+Safety: the output is checked before the model is loaded. An existing output is replaced only with
+`--overwrite`, and only if it is a previous export (marker file `lvst_export.json`); an output that
+is, is inside, or contains the workdir / shipped model is always refused. The export is written to a
+hidden temporary sibling and renamed into place; an interrupted run leaves nothing at the output.
+
+Exit codes: 0 done; 1 error (one line on stderr naming the flag or file; the traceback only with
+--verbose or LVST_TF_TRACEBACK=1); 2 bad command line; 130 Ctrl-C; 143 SIGTERM.
 """
 
 import os
 import pathlib
+import signal
 import sys
+import time
+import traceback
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -21,39 +33,148 @@ from absl import app, flags, logging  # noqa: E402
 # Runs from a source checkout without installing the package.
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 
+from lvst_tf import export, loading  # noqa: E402  (neither imports TensorFlow at import time)
+
+PROG = "export.py"
+
 _WORKDIR = flags.DEFINE_string(
     "workdir", None, "Training workdir (operative_config.gin, checkpoints/)."
 )
 _CHECKPOINT = flags.DEFINE_string(
-    "checkpoint", None, "Checkpoint step, name in checkpoints/ (ckpt-N) or prefix; default latest."
+    "checkpoint",
+    None,
+    "With --workdir: step, name in checkpoints/ (ckpt-N) or prefix; default newest.",
+)
+_PRETRAINED = flags.DEFINE_string(
+    "pretrained", None, "A model shipped with the package (lvst_tf/pretrained/NAME), e.g. 'demo'."
 )
 _OUTPUT = flags.DEFINE_string(
-    "output", None, "SavedModel folder; default saved_models/<basename of workdir>."
+    "output", None, "SavedModel folder; default ./saved_models/<workdir or pretrained name>."
+)
+_OVERWRITE = flags.DEFINE_bool(
+    "overwrite", False, "Replace an existing output if (and only if) it is a previous export."
+)
+_RENDER_IMPL = flags.DEFINE_enum(
+    "render_impl",
+    "xla",
+    ["xla", "tf"],
+    "Slice implementation of the full-resolution render: 'xla' (compiled once per frame size; TF "
+    "Serving needs --xla_cpu_compilation_enabled=true) or 'tf' (no XLA, ~7x slower at 12 MP).",
+)
+_VERBOSE = flags.DEFINE_bool(
+    "verbose", False, "Print the traceback of an error (also: env LVST_TF_TRACEBACK=1)."
 )
 
 
-def default_output(workdir: str) -> pathlib.Path:
-    """`saved_models/<basename of workdir>` under the repository root."""
-    name = pathlib.Path(workdir).resolve().name
-    return pathlib.Path(__file__).resolve().parents[1] / "saved_models" / name
+class Terminated(BaseException):
+    """SIGTERM, raised in the main thread so every `finally` and cleanup runs."""
+
+
+def _on_sigterm(signum, frame):
+    raise Terminated()
+
+
+def _fail(message: str, code: int = 1):
+    if sys.exc_info()[0] is not None and (
+        _VERBOSE.value or os.environ.get("LVST_TF_TRACEBACK") == "1"
+    ):
+        traceback.print_exc()
+    sys.stderr.write(f"{PROG}: error: {message}\n")
+    sys.stderr.flush()
+    sys.exit(code)
+
+
+def default_output(workdir: str | None, pretrained: str | None) -> pathlib.Path:
+    """`saved_models/<basename of workdir or pretrained name>` in the current folder."""
+    name = pathlib.Path(workdir).resolve().name if workdir else pretrained
+    return pathlib.Path("saved_models") / name
+
+
+def input_paths(workdir: str | None, pretrained: str | None, checkpoint: str | None) -> list:
+    """The paths the export reads (the output may not overlap them)."""
+    paths = []
+    if workdir:
+        paths.append(workdir)
+        if checkpoint and os.sep in checkpoint:
+            paths.append(os.path.dirname(os.path.abspath(checkpoint)))
+    else:
+        paths.append(str(loading.pretrained_dir(pretrained)))
+    return paths
+
+
+def _finished_here(output: pathlib.Path, start: float) -> bool:
+    marker = export.read_marker(output)
+    return bool(marker) and float(marker.get("created_unix", 0)) >= start
 
 
 def main(argv):
+    start = time.time()
     if len(argv) > 1:
-        raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-    if not _WORKDIR.value:
-        raise app.UsageError("--workdir is required (a training workdir).")
-    from lvst_tf import export
-
-    output = pathlib.Path(_OUTPUT.value) if _OUTPUT.value else default_output(_WORKDIR.value)
+        _fail(f"unexpected arguments {argv[1:]}; every option is a --flag.", 2)
+    workdir, pretrained, checkpoint = _WORKDIR.value, _PRETRAINED.value, _CHECKPOINT.value
+    output = None
     try:
-        model = export.load_model_from_workdir(_WORKDIR.value, _CHECKPOINT.value)
-        logging.info("Rebuilt the model of %s; exporting to %s", _WORKDIR.value, output)
-        path = export.export_saved_model(model, output)
+        # Cheap checks first, without TensorFlow: the model source, then the output.
+        if not workdir:
+            pretrained = pretrained or loading.DEFAULT_PRETRAINED
+        loading.check_model_source(workdir=workdir, pretrained=pretrained, checkpoint=checkpoint)
+        inputs = input_paths(workdir, pretrained, checkpoint)
+        output = export.check_output(
+            _OUTPUT.value or default_output(workdir, pretrained), _OVERWRITE.value, inputs
+        )
+        # Then the slow part: load the model and trace and write the export.
+        loaded = loading.load_model(workdir=workdir, pretrained=pretrained, checkpoint=checkpoint)
+        logging.info("Loaded %s; exporting to %s", loaded.describe(), output)
+        path = export.export_saved_model(
+            loaded.model,
+            output,
+            overwrite=_OVERWRITE.value,
+            render_impl=_RENDER_IMPL.value,
+            inputs=inputs,
+            source=loaded.describe(),
+        )
     except ValueError as e:
-        sys.exit(f"export.py: error: {e}")
+        _fail(str(e))
+    except OSError as e:
+        _fail(str(e) if str(e).startswith("output:") else f"{type(e).__name__}: {e}")
+    except KeyboardInterrupt:
+        where = f" at {str(output)!r}" if output else ""
+        _fail(f"interrupted (Ctrl-C); nothing written{where}.", 130)
+    except Terminated:
+        if output and _finished_here(output, start):
+            _fail(f"terminated (SIGTERM) after the export was written to {str(output)!r}.", 143)
+        where = f" at {str(output)!r}" if output else ""
+        _fail(f"terminated (SIGTERM); nothing written{where}.", 143)
+    except Exception as e:  # noqa: BLE001 - one line for anything unexpected, traceback on request
+        first = str(e).strip().splitlines()[0] if str(e).strip() else ""
+        _fail(
+            f"unexpected {type(e).__name__}: {first} (rerun with --verbose or "
+            "LVST_TF_TRACEBACK=1 for the traceback)"
+        )
     print(f"SavedModel written to {path} (signatures: {', '.join(export.SIGNATURE_NAMES)})")
 
 
+def parse_flags(argv):
+    """absl flag parsing with a one-line error (exit 2) instead of absl's usage dump."""
+    try:
+        return flags.FLAGS(argv)
+    except flags.Error as e:
+        sys.stderr.write(f"{PROG}: error: {e}\n")
+        sys.exit(2)
+
+
+def cli_main():
+    """The whole command-line behaviour: SIGTERM handling, flag parsing, exit codes."""
+    signal.signal(signal.SIGTERM, _on_sigterm)
+    try:
+        app.run(main, flags_parser=parse_flags)
+    except KeyboardInterrupt:  # Ctrl-C outside main() (e.g. while parsing flags)
+        sys.stderr.write(f"{PROG}: error: interrupted (Ctrl-C); nothing written.\n")
+        sys.exit(130)
+    except Terminated:
+        sys.stderr.write(f"{PROG}: error: terminated (SIGTERM); nothing written.\n")
+        sys.exit(143)
+
+
 if __name__ == "__main__":
-    app.run(main)
+    cli_main()
