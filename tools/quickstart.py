@@ -128,6 +128,7 @@ def main(argv):
                 f"--r={1 if fast else 4}",
                 f"--output={video}",
                 "--preview",
+                "--overwrite",  # a rerun replaces this tool's own earlier results
             ],
             logs,
         )
