@@ -4,14 +4,14 @@ import numpy as np
 import tensorflow as tf
 
 from lvst_tf import curves
+from lvst_tf.training import summaries
 
 
 def test_scalars_round_trip_and_draw(tmp_path):
     writer = tf.summary.create_file_writer(str(tmp_path / "train"))
-    with writer.as_default():
-        for step in range(1, 31):
-            tf.summary.scalar("loss/style", 100.0 / step, step=step)
-        tf.summary.scalar("loss/style", -1.0, step=30)  # a resumed run repeats a step: later wins
+    for step in range(1, 31):
+        summaries.write_scalars(writer, step, {"loss/style": 100.0 / step})
+    summaries.write_scalars(writer, 30, {"loss/style": -1.0})  # a resumed run repeats a step
     writer.flush()
     series = curves.read_scalars(tmp_path / "train", offset=5)["loss/style"]
     assert series.steps.tolist() == list(range(6, 36))
