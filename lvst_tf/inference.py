@@ -495,7 +495,7 @@ class VideoStylizer:
         frame sizes, K, or number of calls and stylizers (tests check it). Keys: `encode` (masked
         and unmasked styles), `predict_first`, `predict_next`, `render` (float frames) and
         `predict_first_uint8`, `predict_next_uint8`, `render_uint8` (uint8 frames)."""
-        return self._traced.tracing_counts(self.soft_mask_mode)
+        return self._traced.tracing_counts(self.effective_soft_mask_mode)
 
     # -- styles --------------------------------------------------------------------------------------
 
@@ -591,7 +591,7 @@ class VideoStylizer:
         mask = tf.cast(tf.convert_to_tensor(mask), tf.float32)
         if state is not None:
             state = {k: v for k, v in state.items() if k.startswith("state_")}
-        return self._traced.predict(frame, mask, stats, state, self.soft_mask_mode)
+        return self._traced.predict(frame, mask, stats, state, self.effective_soft_mask_mode)
 
     def render_frame(
         self, grids: Any, frame: Any, next_grids: Any = None, weight: float = 0.0
@@ -806,11 +806,13 @@ class VideoStylizer:
         r = self.r
         keep_uint8 = self._traced.fused
         traced = self._traced
+        # Resolved per call (not baked into a trace): None means the model's own mode.
+        soft_mask_mode = self.effective_soft_mask_mode
 
         def predict(t, frame_t, mask):
             nonlocal state
             out = traced.predict(
-                frame_t, _mask_tensor(mask), self._stats_at(encoded, t), state, self.soft_mask_mode
+                frame_t, _mask_tensor(mask), self._stats_at(encoded, t), state, soft_mask_mode
             )
             state = {k: v for k, v in out.items() if k.startswith("state_")}
             return out["grids"]

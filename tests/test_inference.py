@@ -8,7 +8,9 @@ import contextlib
 
 import numpy as np
 import pytest
+import tensorflow as tf
 
+from lvst_tf import ops
 from lvst_tf.inference import VideoStylizer
 from lvst_tf.models import build_model
 
@@ -61,7 +63,7 @@ def _styles(k, seed=0):
     return out
 
 
-def _reference(model, frames, masks, stats_at, r, mode):
+def _reference(model, frames, masks, stats_at, r, mode, soft_mask_mode=None):
     """Plain loop: keyframes, explicit state, NumPy interpolation, `model.render`, final clip."""
     t_total = len(frames)
     masks = masks if masks.ndim == 4 else masks[..., None]
@@ -70,7 +72,9 @@ def _reference(model, frames, masks, stats_at, r, mode):
         keys.append(t_total - 1)
     grids, state = {}, None
     for k in keys:
-        out = model.predict_grids(frames[k][None], masks[k][None], stats_at(k), state=state)
+        out = model.predict_grids(
+            frames[k][None], masks[k][None], stats_at(k), state=state, soft_mask_mode=soft_mask_mode
+        )
         state = {n: v for n, v in out.items() if n.startswith("state_")}
         grids[k] = out["grids"].numpy()
     result = []
@@ -408,3 +412,177 @@ def test_3000x4000_runs_and_identity_holds(model):
         out = VideoStylizer(model, r=2).stylize(frames, masks, _styles(2))
     assert out.shape == (2, 3000, 4000, 3)
     np.testing.assert_allclose(out[:, ::7, ::7], frames[:, ::7, ::7] / 255.0, atol=2e-5)
+
+
+# ---------------------------------------------------------------------------------------------
+# Soft-mask modes, keyframe rule, style-region masks, public pieces.
+
+
+def test_paper_mode_end_to_end_matches_reference(model):
+    frames, masks = _video(5)
+    styles = _styles(2)
+    out = VideoStylizer(model, r=2, soft_mask_mode="paper").stylize(frames, masks, styles)
+    ref = _reference(
+        model, frames, masks, _fixed_stats(model, styles), 2, "linear", soft_mask_mode="paper"
+    )
+    np.testing.assert_allclose(out, ref, atol=1e-4)
+    normalized = VideoStylizer(model, r=2).stylize(frames, masks, styles)
+    assert np.abs(out - normalized).max() > 1e-4  # the two modes really differ here
+
+
+def test_soft_mask_mode_none_is_the_models_own(model, monkeypatch):
+    frames, masks = _video(3)
+    styles = _styles(2)
+    assert VideoStylizer(model).soft_mask_mode is None
+    monkeypatch.setattr(model, "soft_mask_mode", "paper")
+    own = VideoStylizer(model, r=1).stylize(frames, masks, styles)
+    paper = VideoStylizer(model, r=1, soft_mask_mode="paper").stylize(frames, masks, styles)
+    normalized = VideoStylizer(model, r=1, soft_mask_mode="normalized").stylize(
+        frames, masks, styles
+    )
+    np.testing.assert_array_equal(own, paper)
+    assert np.abs(own - normalized).max() > 1e-4
+    assert VideoStylizer(model).effective_soft_mask_mode == "paper"
+
+
+def _pass_through_mask_net_and_steep_guide(m):
+    """MaskNet returns sigmoid(100 m - 50) of the input mask (exactly 0 / 1 for binary masks); the
+    guide is sigmoid(8 (mean RGB - 0.5)), so a noise frame spans several depth bins in every cell."""
+
+    def centre(layer, pairs, bias):
+        kernel = np.zeros(layer.kernel.shape, np.float32)
+        for (i, o), value in pairs.items():
+            kernel[1, 1, i, o] = value
+        layer.kernel.assign(kernel)
+        layer.bias.assign(np.full(layer.bias.shape, 0.0, np.float32) + bias)
+
+    centre(m.mask_net.m1, {(3, 0): 1.0}, 0.0)
+    centre(m.mask_net.m2, {(0, 0): 1.0}, 0.0)
+    centre(m.mask_net.m3, {(0, 0): 100.0}, -50.0)
+    centre(m.guide.g1, {(0, 0): 1 / 3, (1, 0): 1 / 3, (2, 0): 1 / 3}, 0.0)
+    centre(m.guide.g2, {(0, 0): 8.0}, -4.0)
+
+
+def test_paper_mode_leaks_the_background_into_a_fully_masked_object():
+    """The flaw of the printed Algorithm 1 reaches the output through the paper's two-region blend:
+    in a fully masked object whose guide spans several bins, M < 1 lets the background grid in."""
+    m = build_model(vgg_weights=None, low_res=64, seed=3)
+    rng = np.random.default_rng(4)
+    m.head.gamma.kernel.assign(rng.normal(0.0, 0.2, m.head.gamma.kernel.shape).astype(np.float32))
+    _pass_through_mask_net_and_steep_guide(m)
+    frames = rng.random((2, 64, 64, 3)).astype(np.float32)
+    masks = np.ones((2, 64, 64), np.float32)  # the object covers every pixel
+    styles = [np.tile([0.9, 0.2, 0.1], (24, 24, 1)) * rng.uniform(0.6, 1, (24, 24, 1)),
+              np.tile([0.1, 0.2, 0.8], (24, 24, 1)) * rng.uniform(0.2, 0.5, (24, 24, 1))]  # fmt: skip
+    styles = [s.astype(np.float32) for s in styles]
+    stats = m.encode_styles(styles)
+    pred = m.predict_grids(frames[:1], masks[:1, ..., None], stats, soft_mask_mode="paper")
+    np.testing.assert_array_equal(pred["enhanced_masks"], 1.0)  # really fully masked
+    fg_mask = pred["grid_masks"][:, 0].numpy()
+    # The occupied bins of a cell share its pixel count, so M < 1 (here M averages 1 / GD).
+    assert fg_mask.min() < 0.5 and fg_mask.mean() < 0.5
+    g_fg, g_bg = pred["region_grids"][:, 0], pred["region_grids"][:, 1]
+    only_fg = np.clip(m.render(g_fg, frames[:1]).numpy()[0], 0, 1)
+    only_bg = np.clip(m.render(g_bg, frames[:1]).numpy()[0], 0, 1)
+    gap = np.abs(only_fg - only_bg).mean()
+    assert gap > 0.02  # the two styles' grids differ
+
+    out = {
+        mode: VideoStylizer(m, r=1, soft_mask_mode=mode).stylize(frames, masks, styles)[0]
+        for mode in ("normalized", "paper")
+    }
+    # "normalized": the object's output is exactly the object's own grid.
+    np.testing.assert_allclose(out["normalized"], only_fg, atol=1e-5)
+    # "paper": the background grid leaks into the object: the output moves toward it.
+    assert np.abs(out["paper"] - only_fg).max() > 0.1
+    assert np.abs(out["paper"] - only_bg).mean() < 0.5 * gap
+
+
+def test_keyframes_follow_ops_keyframe_schedule(model, monkeypatch):
+    t_total, r = 11, 4
+    frames = np.stack([np.full((H, W, 3), 10 * t, np.uint8) for t in range(t_total)])
+    masks = np.zeros((t_total, H, W), np.float32)
+    masks[:, 10:30, 10:40] = 1.0
+    for mode, expected in (
+        ("linear", ops.keyframe_indices(t_total, r)),
+        ("hold", list(range(0, t_total, r))),
+    ):
+        stylizer = VideoStylizer(model, r=r, interpolation=mode)
+        seen = []
+        predict = stylizer._traced.predict
+
+        def spy(frame, *args, predict=predict, seen=seen):
+            seen.append(int(frame.numpy()[0, 0, 0, 0]) // 10)
+            return predict(frame, *args)
+
+        monkeypatch.setattr(stylizer._traced, "predict", spy)
+        stylizer.stylize(frames, masks, _styles(2))
+        monkeypatch.undo()
+        assert seen == expected, (mode, seen)
+
+
+def test_stream_end_keyframe_weights_come_from_the_schedule(model):
+    # 7 frames at r = 4: keyframes 0, 4 and (end of stream) 6; frame 5 sits halfway between 4 and 6.
+    frames, masks = _video(7)
+    styles = _styles(2)
+    out = VideoStylizer(model, r=4).stylize(frames, masks, styles)
+    ref = _reference(model, frames, masks, _fixed_stats(model, styles), 4, "linear")
+    np.testing.assert_allclose(out, ref, atol=1e-4)
+    np.testing.assert_allclose(ops.keyframe_schedule(7, 4).weight.numpy()[5], 0.5)
+
+
+def test_style_masks_through_the_stylizer(model):
+    frames, masks = _video(4)
+    styles = _styles(2)
+    region = np.zeros(styles[0].shape[:2], np.uint8)
+    region[: styles[0].shape[0] // 2] = 255  # the top half of the object's style image
+    style_masks = [region, None]
+    out = VideoStylizer(model, r=2).stylize(frames, masks, styles, style_masks=style_masks)
+    float_styles = [np.asarray(s, np.float32) / (255.0 if s.dtype == np.uint8 else 1.0) for s in styles]  # fmt: skip
+    stats = model.encode_styles(float_styles, style_masks=[region / 255.0, None])
+    ref = _reference(model, frames, masks, lambda t: stats, 2, "linear")
+    np.testing.assert_allclose(out, ref, atol=1e-4)
+    plain = VideoStylizer(model, r=2).stylize(frames, masks, styles)
+    assert np.abs(out - plain).max() > 1e-4
+    # Schedules take (frame_index, styles, style_masks) triples; streams take style_masks too.
+    sched = VideoStylizer(model, r=2).stylize(
+        frames, masks, None, style_schedule=[(0, styles, style_masks)]
+    )
+    np.testing.assert_array_equal(sched, out)
+    streamed = np.stack(
+        list(VideoStylizer(model, r=2).stream(zip(frames, masks), styles, style_masks=style_masks))
+    )
+    np.testing.assert_array_equal(streamed, out)
+
+
+@pytest.mark.parametrize(
+    "style_masks,match",
+    [
+        ([np.ones((20, 30))], "1 masks for 2 styles"),
+        ([np.ones((20, 31)), None], r"style_masks\[0\] has size"),
+        ([np.ones((20, 30, 2)), None], r"style_masks\[0\] must be one mask"),
+        ([np.full((20, 30), 2.0), None], r"style_masks\[0\] has float values"),
+        ("mask.png", "style_masks must be a list"),
+    ],
+)
+def test_bad_style_masks_raise_before_work(model, style_masks, match):
+    frames, masks = _video(2)
+    with pytest.raises(ValueError, match=match):
+        VideoStylizer(model).stylize(frames, masks, _styles(2), style_masks=style_masks)
+
+
+def test_public_pieces_reproduce_the_stream(model):
+    frames, masks = _video(3)
+    frames8 = (frames * 255).astype(np.uint8)
+    styles = _styles(2)
+    stylizer = VideoStylizer(model, r=2)
+    out = stylizer.stylize(frames8, masks, styles)
+    [(index, stats)] = stylizer.encode_schedule(styles)
+    assert index == 0 and stats["mean_0"].shape == (1, 2, 8)
+    first = stylizer.predict_keyframe(frames8[:1], masks[:1, ..., None], stats)
+    second = stylizer.predict_keyframe(frames8[2:3], masks[2:3, ..., None], stats, state=first)
+    np.testing.assert_array_equal(stylizer.render_frame(first["grids"], frames8[:1])[0], out[0])
+    middle = stylizer.render_frame(first["grids"], frames8[1:2], second["grids"], 0.5)
+    np.testing.assert_array_equal(middle[0], out[1])
+    np.testing.assert_array_equal(stylizer.render_frame(second["grids"], frames8[2:3])[0], out[2])
+    assert isinstance(middle, tf.Tensor)

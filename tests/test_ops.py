@@ -512,3 +512,13 @@ def test_keyframe_schedule_traces_with_tensor_inputs():
     fn = tf.function(lambda n, r: ops.keyframe_schedule(n, r).keys, jit_compile=False)
     assert fn(tf.constant(10), tf.constant(3)).numpy().tolist() == [0, 3, 6, 9]
     assert fn(tf.constant(11), tf.constant(3)).numpy().tolist() == [0, 3, 6, 9, 10]
+
+
+def test_region_masks_background_is_the_complement_of_the_union():
+    m = np.random.default_rng(3).uniform(size=(2, 5, 4, 3)).astype(np.float32)
+    regions = ops.region_masks(m).numpy()
+    assert regions.shape == (2, 5, 4, 4)
+    np.testing.assert_array_equal(regions[..., :3], m)
+    np.testing.assert_allclose(regions[..., 3], 1.0 - m.max(axis=-1), atol=0)
+    with pytest.raises(ValueError, match="object_masks"):
+        ops.region_masks(np.float32(0.5))
