@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import pathlib
 
+from lvst_tf import resources
 from lvst_tf.data import image_io
 
 SAMPLES_ENV = "LVST_TF_SAMPLES"
@@ -13,12 +14,13 @@ SAMPLES_ENV = "LVST_TF_SAMPLES"
 def samples_root() -> pathlib.Path:
     """The repository's `samples/` folder (`davis/`, `styles/`, `videos/`).
 
-    Found beside the package (an editable install or a checkout); `$LVST_TF_SAMPLES` overrides it.
+    Found beside the package (a checkout or an editable install) or inside it (a wheel: setup.py
+    copies it there); `$LVST_TF_SAMPLES` overrides it.
     """
     override = os.environ.get(SAMPLES_ENV)
     if override:
         return pathlib.Path(override)
-    return pathlib.Path(__file__).resolve().parents[2] / "samples"
+    return resources.samples_dir()
 
 
 def corpus_root() -> pathlib.Path:

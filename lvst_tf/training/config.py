@@ -1,12 +1,13 @@
-"""Strict gin parsing for the training binaries, with the repository's gin/ folder on the path."""
+"""Strict gin parsing for the training binaries, with the project's gin configs on the path."""
 
 import os
 import pathlib
 
 import gin
+from lvst_tf import resources
 
-# gin/ beside the package (a source checkout or an editable install).
-GIN_DIR = pathlib.Path(__file__).resolve().parents[2] / "gin"
+# The repository's gin/ (a checkout or an editable install) or the package's copy (a wheel).
+GIN_DIR = resources.gin_dir()
 
 
 def parse_gin_config(gin_files, gin_bindings=(), search_paths=()):
@@ -14,7 +15,9 @@ def parse_gin_config(gin_files, gin_bindings=(), search_paths=()):
 
     Every module that registers configurables is imported first, so a misspelled name fails here,
     before any work. `search_paths` and `gin/` of the repository are searched for the files and
-    their `include`s, so `paper.gin` and `gin/paper.gin` both work from the repository root.
+    their `include`s, so `paper.gin` works from any folder and `gin/paper.gin` from the repository
+    root (or from any folder, where it names the shipped config: a missing `gin/<name>` falls back
+    to the project's own `<name>`).
 
     Args:
       gin_files: list of file names or paths.
@@ -35,8 +38,10 @@ def parse_gin_config(gin_files, gin_bindings=(), search_paths=()):
     for name in gin_files:
         name = os.fspath(name)
         if not os.path.exists(name) and not os.path.isabs(name):
-            for folder in folders:
-                candidate = os.path.join(folder, name)
+            parts = pathlib.PurePath(name).parts
+            # "gin/x.gin" written for the repository root also names the shipped x.gin elsewhere.
+            shipped = [os.path.join(str(GIN_DIR), parts[1])] if parts[:-1] == ("gin",) else []
+            for candidate in [os.path.join(folder, name) for folder in folders] + shipped:
                 if os.path.exists(candidate):
                     name = candidate
                     break
