@@ -219,6 +219,40 @@ def read_styles(paths: list[pathlib.Path], argument: str = "styles") -> list[np.
     return [video_io.read_image(p, argument=argument) for p in paths]
 
 
+def read_style_masks(
+    spec: str, styles: list[np.ndarray], style_paths: list[pathlib.Path]
+) -> tuple[list[np.ndarray | None], list[pathlib.Path]]:
+    """`--style_masks`: one mask image per style image, `-` for the whole image.
+
+    Returns the masks (`[h, w]` float32 in [0, 1] at each style image's size, or None) and the mask
+    files. Raises ValueError naming the flag and file (count, size, encoding: see
+    `video_io.mask_from_image`).
+    """
+    names = [name.strip() for name in spec.split(",")]
+    if len(names) != len(styles):
+        raise ValueError(
+            f"style_masks: {len(names)} entries for {len(styles)} style images; expected one per "
+            "style image ('-' for the whole image), in the order of --styles."
+        )
+    masks, paths = [], []
+    for name, style, style_path in zip(names, styles, style_paths):
+        if name in ("", "-"):
+            masks.append(None)
+            continue
+        path = pathlib.Path(name)
+        mask = video_io.mask_from_image(
+            video_io.read_image_unchanged(path, "style_masks"), str(path), "style_masks"
+        )
+        if mask.shape != style.shape[:2]:
+            raise ValueError(
+                f"style_masks: {name!r} is {mask.shape[1]}x{mask.shape[0]} but its style image "
+                f"{str(style_path)!r} is {style.shape[1]}x{style.shape[0]}; expected the same size."
+            )
+        masks.append(mask)
+        paths.append(path)
+    return masks, paths
+
+
 def parse_style_schedule(spec: str | None) -> list[tuple[int, list[pathlib.Path]]] | None:
     """`FRAME:a.jpg,b.jpg;FRAME:c.jpg,b.jpg` -> `[(FRAME, [paths...]), ...]`, strictly increasing."""
     if not spec:
@@ -262,6 +296,7 @@ class Request:
     masks: str | None = None
     styles: str | None = None
     style_schedule: str | None = None
+    style_masks: str | None = None
     r: int = 1
     interpolation: str = "linear"
     saved_model: str | None = None
@@ -285,6 +320,7 @@ class Plan:
     mask_sources: list[MaskSource]
     styles: list[np.ndarray] | None
     schedule: list[tuple[int, list[np.ndarray]]] | None
+    style_masks: list[np.ndarray | None] | None
     output: pathlib.Path
     num_frames: int
     fps: float
@@ -415,6 +451,11 @@ def prepare(request: Request) -> Plan:
         if schedule_paths
         else None
     )
+    style_masks, style_mask_paths = None, []
+    if req.style_masks:
+        if not styles:
+            raise ValueError("style_masks: belong to --styles, which is not given.")
+        style_masks, style_mask_paths = read_style_masks(req.style_masks, styles, style_paths)
     preview_frame = num_frames // 2 if req.preview_frame < 0 else req.preview_frame
     if req.preview and preview_frame >= num_frames:
         raise ValueError(
@@ -426,6 +467,7 @@ def prepare(request: Request) -> Plan:
     inputs += [("masks source", p) for s in mask_sources for p in s.paths]
     inputs += [("style", p) for p in style_paths or []]
     inputs += [("style", p) for _, paths in schedule_paths or [] for p in paths]
+    inputs += [("style mask", p) for p in style_mask_paths]
     for flag in ("saved_model", "workdir", "checkpoint"):
         value = getattr(req, flag)
         if value:
@@ -458,6 +500,7 @@ def prepare(request: Request) -> Plan:
         mask_sources=mask_sources,
         styles=styles,
         schedule=schedule,
+        style_masks=style_masks,
         output=output,
         num_frames=num_frames,
         fps=req.fps if req.fps > 0 else reader.fps,
@@ -577,7 +620,9 @@ def run(plan: Plan, stylizer, stop: StopFlag | None = None, progress: bool = Tru
                 total=total, unit="frame", desc="stylize", disable=not progress, file=sys.stderr
             ) as bar,
         ):
-            for t, out in enumerate(stylizer.stream(pairs(), plan.styles, plan.schedule)):
+            extra = {} if plan.style_masks is None else {"style_masks": plan.style_masks}
+            outputs = stylizer.stream(pairs(), plan.styles, plan.schedule, **extra)
+            for t, out in enumerate(outputs):
                 stop.check()
                 output_writer.write(out)
                 if plan.preview_png is not None:

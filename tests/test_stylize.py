@@ -265,6 +265,33 @@ def test_style_schedule_changes_the_output(tiny, tmp_path):
 
 
 @pytest.mark.slow
+def test_style_masks_select_the_style_statistics(tiny, tmp_path):
+    """A style mask covering the whole style image changes nothing; one covering its top half
+    changes the foreground's style (the top of EveningGlow is sky, the bottom is dark)."""
+    _, workdir = tiny
+    loaded = loading.load_model(workdir=str(workdir))
+    height, width = video_io.read_image(STYLE_A).shape[:2]
+    full = np.full((height, width), 255, np.uint8)
+    top = full.copy()
+    top[height // 2 :] = 0
+    video_io.write_image(tmp_path / "full.png", full)
+    video_io.write_image(tmp_path / "top.png", top)
+
+    def stylize(name, **kwargs):
+        plan = stylize_video.prepare(
+            _request(tmp_path, workdir=workdir, output=tmp_path / name, max_frames=3, **kwargs)
+        )
+        stylize_video.run(plan, stylize_video.make_stylizer(plan, loaded), progress=False)
+        return np.stack(list(video_io.read_frames(tmp_path / name))).astype(np.float64)
+
+    plain = stylize("plain")
+    whole = stylize("whole", style_masks=f"{tmp_path / 'full.png'},-")
+    halved = stylize("halved", style_masks=f"{tmp_path / 'top.png'},-")
+    assert np.abs(whole - plain).max() <= 1.0  # the same statistics (float sums may round)
+    assert np.abs(halved - plain).mean() > 1.0
+
+
+@pytest.mark.slow
 def test_saved_model_frame_folder_threshold_masks_match_library(tiny, tmp_path):
     """--saved_model streaming through the exported pieces equals the in-process stylizer."""
     from lvst_tf import export, segmentation

@@ -53,6 +53,12 @@ _STYLE_SCHEDULE = flags.DEFINE_string(
     "Style changes: FRAME:STYLES;FRAME:STYLES..., STYLES as in --styles; the style statistics "
     "blend linearly between entries. Without an entry at frame 0, --styles are frame 0's.",
 )
+_STYLE_MASKS = flags.DEFINE_string(
+    "style_masks",
+    None,
+    "Optional style-region masks, one per --styles image ('-' = the whole image): region k of the "
+    "video takes its style from the masked part of style image k.",
+)
 _R = flags.DEFINE_integer("r", 1, "Grid sub-sampling: a keyframe every r frames.")
 _INTERPOLATION = flags.DEFINE_enum(
     "interpolation",
@@ -104,6 +110,7 @@ def main(argv):
         masks=_MASKS.value,
         styles=_STYLES.value,
         style_schedule=_STYLE_SCHEDULE.value,
+        style_masks=_STYLE_MASKS.value,
         r=_R.value,
         interpolation=_INTERPOLATION.value,
         saved_model=_SAVED_MODEL.value,
