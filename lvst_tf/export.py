@@ -423,22 +423,17 @@ def _check(condition, message, *data):
     return tf.debugging.Assert(condition, [message, *data], summarize=8)
 
 
-def _check_layout(x, name, form):
-    """Asserts the rank of `x` from `form` (e.g. "[T, H, W, 3]") and a literal last dimension.
+def _ensure_shape(x, shape):
+    """`x`, with its declared shape (`None` = any size) checked when the graph runs.
 
-    The signatures declare these shapes, but a signature call does not enforce them, so a caller
-    could otherwise get an unrelated error from deep inside the graph.
+    A signature call does not check the shapes it declares, and the graph optimizer trusts them: a
+    rank assert is folded away (a rank-3 tensor then gives an unrelated error deep in the graph, or
+    a wrong result). `tf.ensure_shape` is kept and fails with "Shape of tensor <input name> [...] is
+    not compatible with expected shape [...]", which names the argument.
     """
     import tensorflow as tf  # noqa: PLC0415
 
-    dims = [d.strip() for d in form.strip("[]").split(",")]
-    shape = tf.shape(x)
-    ok = tf.equal(tf.rank(x), len(dims))
-    if dims[-1].isdigit():
-        # The last entry of the shape, or -1 for a scalar (no indexing error before the assert).
-        last = tf.concat([[-1], shape], 0)[tf.size(shape)]
-        ok = tf.logical_and(ok, tf.equal(last, int(dims[-1])))
-    return _check(ok, f"{name}: expected shape {form}; got shape", shape)
+    return tf.ensure_shape(x, shape)
 
 
 def _gated(checks, *tensors):
@@ -651,23 +646,24 @@ class StylizerModule:
         return {"frames": out_ta.stack()}
 
     # -- dtype front ends (uint8 / float32 / float64): validation, then the float32 core ------------
-    # Rank checks come first (the other checks index the shapes), value and shape checks next, and
-    # the core's inputs depend on all of them, so no model work starts on invalid inputs.
+    # Declared shapes are enforced first (`_ensure_shape`: every later op reads the checked tensors),
+    # then values and shape agreements are asserted, and the core's inputs depend on all of those
+    # asserts, so no model work starts on invalid inputs.
 
     def _encode_styles(self, styles):
         """`styles [K, h, w, 3]` -> `{mean_i, std_i: [1, K, C_i]}`."""
         import tensorflow as tf  # noqa: PLC0415
 
-        with tf.control_dependencies([_check_layout(styles, "styles", "[K, h, w, 3]")]):
-            styles_f, checks = _image_input(styles, "styles", "styles")
-            shape = tf.shape(styles)
-            checks.append(
-                _check(
-                    tf.reduce_all(shape[:3] > 0),
-                    "styles: expected [K, h, w, 3] with K, h, w >= 1; got shape",
-                    shape,
-                )
+        styles = _ensure_shape(styles, [None, None, None, 3])
+        styles_f, checks = _image_input(styles, "styles", "styles")
+        shape = tf.shape(styles)
+        checks.append(
+            _check(
+                tf.reduce_all(shape[:3] > 0),
+                "styles: expected [K, h, w, 3] with K, h, w >= 1; got shape",
+                shape,
             )
+        )
         return self._encode_f32(_gated(checks, styles_f))
 
     def _predict_grids(self, frames, masks, mean_0, mean_1, mean_2, mean_3, mean_4, mean_5,
@@ -679,25 +675,26 @@ class StylizerModule:
         stats = dict(zip(STAT_KEYS, (mean_0, mean_1, mean_2, mean_3, mean_4, mean_5,
                                      std_0, std_1, std_2, std_3, std_4, std_5)))  # fmt: skip
         state = dict(zip(STATE_KEYS, (state_0, state_1, state_2, state_3, state_4, state_5)))
-        layout = [
-            _check_layout(frames, "frames", "[B, H, W, 3]"),
-            _check_layout(masks, "masks", "[B, H, W, K-1]"),
-            _check_layout(mean_0, "mean_0", "[1 or B, K, C]"),
-        ]
-        with tf.control_dependencies(layout):
-            frames_f, checks = _image_input(frames, "frames", "frames")
-            masks_f, mask_checks = _mask_input(masks, "masks")
-            fs, ms, ks = tf.shape(frames), tf.shape(masks), tf.shape(mean_0)
-            checks += mask_checks + [
-                _check(tf.reduce_all(fs[:3] > 0),
-                       "frames: expected [B, H, W, 3] with B, H, W >= 1; got shape", fs),
-                _check(tf.logical_and(tf.reduce_all(tf.equal(ms[:3], fs[:3])), ms[3] >= 1),
-                       "masks: expected [B, H, W, K-1] with the frames' B, H, W and K-1 >= 1; got "
-                       "masks", ms, "frames", fs),
-                _check(tf.equal(ks[1], ms[3] + 1),
-                       "mean_0..std_5: the style statistics need K = (masks' K-1) + 1 regions in "
-                       "axis 1 (encode_styles of K styles); got mean_0", ks, "masks", ms),
-            ]  # fmt: skip
+        frames = _ensure_shape(frames, [None, None, None, 3])
+        masks = _ensure_shape(masks, [None] * 4)
+        stats = {
+            k: _ensure_shape(v, [None, None, self._stat_channels[k]]) for k, v in stats.items()
+        }
+        state = {k: _ensure_shape(v, [None] * 5) for k, v in state.items()}
+        mean_0 = stats["mean_0"]
+        frames_f, checks = _image_input(frames, "frames", "frames")
+        masks_f, mask_checks = _mask_input(masks, "masks")
+        fs, ms, ks = tf.shape(frames), tf.shape(masks), tf.shape(mean_0)
+        checks += mask_checks + [
+            _check(tf.reduce_all(fs[:3] > 0),
+                   "frames: expected [B, H, W, 3] with B, H, W >= 1; got shape", fs),
+            _check(tf.logical_and(tf.reduce_all(tf.equal(ms[:3], fs[:3])), ms[3] >= 1),
+                   "masks: expected [B, H, W, K-1] with the B, H, W of frames and K-1 >= 1; got "
+                   "masks", ms, "frames", fs),
+            _check(tf.equal(ks[1], ms[3] + 1),
+                   "mean_0..std_5: the style statistics need K = (K-1 of masks) + 1 regions in "
+                   "axis 1 (encode_styles of K styles); got mean_0", ks, "masks", ms),
+        ]  # fmt: skip
         # Every piece of model work needs the frames and masks, so gating them holds it all back.
         frames_f, masks_f = _gated(checks, frames_f, masks_f)
         return self._predict_f32(frames_f, masks_f, stats, state)
@@ -706,17 +703,18 @@ class StylizerModule:
         """`grids [B, GH, GW, GD, 12]`, `frames [B, H, W, 3]` -> `{"frames": [B, H, W, 3]}`."""
         import tensorflow as tf  # noqa: PLC0415
 
-        with tf.control_dependencies([_check_layout(frames, "frames", "[B, H, W, 3]")]):
-            frames_f, checks = _image_input(frames, "frames", "frames")
-            fs, gs = tf.shape(frames), tf.shape(grids)
-            checks += [
-                _check(tf.reduce_all(tf.math.is_finite(grids)),
-                       "grids: must be finite; got NaN or inf (from predict_grids on invalid "
-                       "inputs?)"),
-                _check(tf.logical_and(tf.reduce_all(fs[:3] > 0), tf.equal(fs[0], gs[0])),
-                       "frames: expected [B, H, W, 3] with H, W >= 1 and the grids' B; got frames",
-                       fs, "grids", gs),
-            ]  # fmt: skip
+        grids = _ensure_shape(grids, [None, *self._grid_shape, 12])
+        frames = _ensure_shape(frames, [None, None, None, 3])
+        frames_f, checks = _image_input(frames, "frames", "frames")
+        fs, gs = tf.shape(frames), tf.shape(grids)
+        checks += [
+            _check(tf.reduce_all(tf.math.is_finite(grids)),
+                   "grids: must be finite; got NaN or inf (from predict_grids on invalid "
+                   "inputs?)"),
+            _check(tf.logical_and(tf.reduce_all(fs[:3] > 0), tf.equal(fs[0], gs[0])),
+                   "frames: expected [B, H, W, 3] with H, W >= 1 and the B of grids; got frames",
+                   fs, "grids", gs),
+        ]  # fmt: skip
         grids, frames_f = _gated(checks, grids, frames_f)
         return {"frames": self._render_f32(grids, frames_f)}
 
@@ -724,28 +722,25 @@ class StylizerModule:
         """A clip: `frames [T, H, W, 3]`, `masks [T, H, W, K-1]`, `styles [K, h, w, 3]`, `r`."""
         import tensorflow as tf  # noqa: PLC0415
 
-        layout = [
-            _check_layout(frames, "frames", "[T, H, W, 3]"),
-            _check_layout(masks, "masks", "[T, H, W, K-1]"),
-            _check_layout(styles, "styles", "[K, h, w, 3]"),
-            _check(tf.equal(tf.rank(r), 0), "r: expected an int32 scalar; got shape", tf.shape(r)),
-        ]
-        with tf.control_dependencies(layout):
-            frames_f, checks = _image_input(frames, "frames", "frames")
-            masks_f, mask_checks = _mask_input(masks, "masks")
-            styles_f, style_checks = _image_input(styles, "styles", "styles")
-            fs, ms, ss = tf.shape(frames), tf.shape(masks), tf.shape(styles)
-            checks += mask_checks + style_checks + [
-                _check(tf.reduce_all(fs[:3] > 0),
-                       "frames: expected [T, H, W, 3] with T, H, W >= 1; got shape", fs),
-                _check(tf.logical_and(tf.reduce_all(tf.equal(ms[:3], fs[:3])), ms[3] >= 1),
-                       "masks: expected [T, H, W, K-1] with the frames' T, H, W and K-1 >= 1 "
-                       "object masks; got masks", ms, "frames", fs),
-                _check(tf.logical_and(tf.equal(ss[0], ms[3] + 1), tf.reduce_all(ss[1:3] > 0)),
-                       "styles: expected [K, h, w, 3] with K = (masks' K-1) + 1 images, one per "
-                       "object mask and the last for the background; got styles", ss, "masks", ms),
-                _check(r >= 1, "r: expected an int32 >= 1 (a keyframe every r frames); got", r),
-            ]  # fmt: skip
+        frames = _ensure_shape(frames, [None, None, None, 3])
+        masks = _ensure_shape(masks, [None] * 4)
+        styles = _ensure_shape(styles, [None, None, None, 3])
+        r = _ensure_shape(r, [])
+        frames_f, checks = _image_input(frames, "frames", "frames")
+        masks_f, mask_checks = _mask_input(masks, "masks")
+        styles_f, style_checks = _image_input(styles, "styles", "styles")
+        fs, ms, ss = tf.shape(frames), tf.shape(masks), tf.shape(styles)
+        checks += mask_checks + style_checks + [
+            _check(tf.reduce_all(fs[:3] > 0),
+                   "frames: expected [T, H, W, 3] with T, H, W >= 1; got shape", fs),
+            _check(tf.logical_and(tf.reduce_all(tf.equal(ms[:3], fs[:3])), ms[3] >= 1),
+                   "masks: expected [T, H, W, K-1] with the T, H, W of frames and K-1 >= 1 "
+                   "object masks; got masks", ms, "frames", fs),
+            _check(tf.logical_and(tf.equal(ss[0], ms[3] + 1), tf.reduce_all(ss[1:3] > 0)),
+                   "styles: expected [K, h, w, 3] with K = (K-1 of masks) + 1 images, one per "
+                   "object mask and the last for the background; got styles", ss, "masks", ms),
+            _check(r >= 1, "r: expected an int32 >= 1 (a keyframe every r frames); got", r),
+        ]  # fmt: skip
         frames_f, masks_f, styles_f, r = _gated(checks, frames_f, masks_f, styles_f, r)
         return self._stylize_f32(frames_f, masks_f, styles_f, r)
 

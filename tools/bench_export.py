@@ -1,0 +1,190 @@
+r"""Benchmark: the exported SavedModel against the in-process model, as same-run ratios.
+
+Usage:
+  python tools/bench_export.py [--sizes=512x512,1024x1024,3000x4000] [--clip_size=512x512] \
+      [--frames=17] [--r=8] [--repeats=3] [--impls=xla,tf] [--low_res=256]
+
+Builds a model (random weights: timings do not depend on them), exports it once per render
+implementation (`--impls`), loads each export with `tf.saved_model.load` and prints two tables:
+
+1. Render of one frame: the in-process `model.render` (traced as `VideoStylizer` traces it) against
+   the SavedModel's `render` signature, at each size. The first call of a SavedModel at a new size
+   includes its XLA compilation, shown separately.
+2. An r-keyframe clip (`--frames` frames, `--r`): `VideoStylizer(model, r).stream` per frame against
+   the SavedModel's `serving_default` (the whole clip in one call) and against `VideoStylizer` driving
+   the exported pieces (`SavedModelAdapter`, what a streaming server does).
+
+Times are medians of `--repeats` runs after a warm-up, measured alternately in the same process, so
+the ratios hold under load even where absolute times do not. The machine load is printed.
+"""
+
+import os
+import pathlib
+import statistics
+import sys
+import tempfile
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from absl import app, flags  # noqa: E402
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
+
+_SIZES = flags.DEFINE_list("sizes", ["512x512", "1024x1024", "3000x4000"], "Render sizes HxW.")
+_CLIP_SIZE = flags.DEFINE_string("clip_size", "512x512", "Frame size HxW of the clip.")
+_FRAMES = flags.DEFINE_integer("frames", 17, "Frames in the clip.")
+_R = flags.DEFINE_integer("r", 8, "Keyframe every r frames.")
+_REPEATS = flags.DEFINE_integer("repeats", 3, "Timed runs per measurement (median).")
+_IMPLS = flags.DEFINE_list("impls", ["xla", "tf"], "Render implementations to export.")
+_LOW_RES = flags.DEFINE_integer("low_res", 256, "The model's low resolution (grid low_res/16).")
+
+
+def _size(text: str) -> tuple[int, int]:
+    try:
+        h, w = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise app.UsageError(f"sizes: expected HxW like 512x512, got {text!r}") from None
+    if h < 1 or w < 1:
+        raise app.UsageError(f"sizes: expected positive HxW, got {text!r}")
+    return h, w
+
+
+def _once(fn, *args, **kwargs) -> float:
+    """Wall time of one call, its tensors copied out (so the work is really done)."""
+    import tensorflow as tf
+
+    start = time.perf_counter()
+    tf.nest.map_structure(lambda t: getattr(t, "numpy", lambda: t)(), fn(*args, **kwargs))
+    return time.perf_counter() - start
+
+
+def _load() -> str:
+    try:
+        return "load average " + " ".join(f"{v:.1f}" for v in os.getloadavg())
+    except OSError:
+        return "load average unknown"
+
+
+def main(argv):
+    del argv
+    import numpy as np
+    import tensorflow as tf
+
+    from lvst_tf import export, loading, models
+    from lvst_tf.inference import VideoStylizer
+
+    sizes = [_size(s) for s in _SIZES.value]
+    clip_h, clip_w = _size(_CLIP_SIZE.value)
+    repeats = _REPEATS.value
+    print(f"{_load()}, {os.cpu_count()} CPUs, TensorFlow {tf.__version__}", flush=True)
+
+    model = models.build_model(vgg_weights=None, low_res=_LOW_RES.value, seed=0)
+    loading.build_variables(model)
+    rng = np.random.default_rng(0)
+    for variable in model.trainable_weights:  # grids that are not the identity
+        variable.assign(variable + 0.02 * rng.standard_normal(variable.shape).astype(np.float32))
+
+    loaded = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for impl in _IMPLS.value:
+            start = time.perf_counter()
+            path = export.export_saved_model(model, pathlib.Path(tmp) / impl, render_impl=impl)
+            loaded[impl] = tf.saved_model.load(str(path))
+            print(f"exported and loaded render_impl={impl} in {time.perf_counter() - start:.0f} s",
+                  flush=True)  # fmt: skip
+
+    # -- 1. one-frame render ---------------------------------------------------------------------
+    grid_shape = [1, *model.grid_shape, 12]
+    in_process = tf.function(
+        lambda grids, frames: model.render(grids, frames),
+        input_signature=[
+            tf.TensorSpec([None, *model.grid_shape, 12], tf.float32),
+            tf.TensorSpec([None, None, None, 3], tf.float32),
+        ],
+        autograph=False,
+    )
+    print("\nRender of one frame (median seconds; ratio = SavedModel / in-process)")
+    header = "| size | in-process |" + "".join(
+        f" SavedModel {i} | ratio {i} | first call {i} |" for i in loaded
+    )
+    print(header)
+    print("|" + "---|" * (2 + 3 * len(loaded)))
+    for h, w in sizes:
+        frames = tf.constant(rng.random((1, h, w, 3), dtype=np.float32))
+        grids = tf.constant(
+            np.asarray(_identity_grid(grid_shape)) + 0.05 * rng.standard_normal(grid_shape),
+            tf.float32,
+        )
+        in_process(grids, frames)  # warm-up (XLA compile of this size)
+        firsts = {
+            impl: _once(sm.signatures["render"], grids=grids, frames=frames)
+            for impl, sm in loaded.items()
+        }
+        ref_times, times = [], {impl: [] for impl in loaded}
+        for _ in range(repeats):  # alternate, so load changes hit both alike
+            ref_times.append(_once(in_process, grids, frames))
+            for impl, sm in loaded.items():
+                times[impl].append(_once(sm.signatures["render"], grids=grids, frames=frames))
+        ref = statistics.median(ref_times)
+        row = f"| {h}x{w} | {ref:.3f} |"
+        for impl in loaded:
+            t = statistics.median(times[impl])
+            row += f" {t:.3f} | **{t / ref:.2f}x** | {firsts[impl]:.2f} |"
+        print(row, flush=True)
+
+    # -- 2. a clip with grid sub-sampling -----------------------------------------------------------
+    num, r = _FRAMES.value, _R.value
+    frames = rng.random((num, clip_h, clip_w, 3), dtype=np.float32)
+    yy, xx = np.mgrid[:clip_h, :clip_w]
+    masks = np.stack(
+        [((xx - 4 * t - clip_w / 2) ** 2 + (yy - clip_h / 2) ** 2 < (clip_h / 3) ** 2)
+         for t in range(num)]
+    ).astype(np.float32)[..., None]  # fmt: skip
+    styles = rng.random((2, 256, 256, 3), dtype=np.float32)
+
+    def stream(stylizer):
+        for _ in stylizer.stream(zip(frames, masks), list(styles)):
+            pass
+
+    runs = {"in-process VideoStylizer.stream": lambda: stream(VideoStylizer(model, r=r))}
+    for impl, sm in loaded.items():
+        runs[f"SavedModel {impl}: serving_default (whole clip)"] = (
+            lambda sm=sm: sm.signatures["serving_default"](
+                frames=tf.constant(frames), masks=tf.constant(masks),
+                styles=tf.constant(styles), r=tf.constant(r),
+            )
+        )  # fmt: skip
+        adapter = export.SavedModelAdapter(sm)
+        runs[f"SavedModel {impl}: VideoStylizer over the pieces"] = lambda adapter=adapter: stream(
+            VideoStylizer(adapter, r=r, soft_mask_mode=adapter.soft_mask_mode)
+        )
+    for fn in runs.values():
+        fn()  # warm-up
+    times = {name: [] for name in runs}
+    for _ in range(repeats):
+        for name, fn in runs.items():
+            times[name].append(_once(fn))
+    ref = statistics.median(times["in-process VideoStylizer.stream"]) / num
+    print(f"\nClip of {num} frames at {clip_h}x{clip_w}, r = {r} (seconds per frame; ratio = / "
+          "in-process stream)")  # fmt: skip
+    print("| path | s / frame | ratio |")
+    print("|---|---|---|")
+    for name in runs:
+        t = statistics.median(times[name]) / num
+        print(f"| {name} | {t:.4f} | **{t / ref:.2f}x** |")
+    print(f"\n{_load()}")
+
+
+def _identity_grid(shape):
+    """An identity affine grid of `shape` `[B, GH, GW, GD, 12]` (numpy)."""
+    import numpy as np
+
+    grid = np.zeros(shape, np.float32)
+    for row in range(3):
+        grid[..., 4 * row + row] = 1.0
+    return grid
+
+
+if __name__ == "__main__":
+    app.run(main)
