@@ -110,7 +110,12 @@ def main(argv):
     saved_model = out / ("saved_model_fast" if fast else "saved_model")
     _run(
         "2 export",
-        [str(REPO / "tools" / "export.py"), f"--workdir={workdir}", f"--output={saved_model}"],
+        [
+            str(REPO / "tools" / "export.py"),
+            f"--workdir={workdir}",
+            f"--output={saved_model}",
+            "--overwrite",  # a rerun replaces this tool's own earlier export (and nothing else)
+        ],
         logs,
     )
 
