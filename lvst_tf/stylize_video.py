@@ -666,7 +666,7 @@ def traceback_wanted(verbose: bool = False) -> bool:
 def main(request: Request, prog: str = "stylize.py", verbose: bool = False, stop=None) -> int:
     """Runs `prepare`, `load_model` and `run`; prints one-line errors; returns the exit code.
 
-    Exit codes: 0 done; 1 a bad argument or a failed write (one line `PROG: error: ...` on stderr,
+    Exit codes (the tool adds 2 for a bad command line): 0 done; 1 a bad argument or a failed write (one line `PROG: error: ...` on stderr,
     the traceback first only with `verbose` or `LVST_TF_TRACEBACK=1`); 128 + signal number when
     interrupted (130 SIGINT, 143 SIGTERM). Nothing is left at the output names unless it is 0.
     """

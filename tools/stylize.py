@@ -17,7 +17,7 @@ Examples (from the repository root):
 Every argument is checked before TensorFlow is imported; errors are one line naming the flag and file
 (the traceback only with --verbose or LVST_TF_TRACEBACK=1). An existing output is replaced only with
 --overwrite, never when it is an input, and a folder only when this tool wrote it. Exit codes: 0 done,
-1 error, 130 SIGINT, 143 SIGTERM; only 0 leaves anything at the output names.
+1 error, 2 bad command line, 130 SIGINT, 143 SIGTERM; only 0 leaves anything at the output names.
 """
 
 import os
@@ -97,14 +97,17 @@ def _parse_flags(argv):
     try:
         return flags.FLAGS(argv)
     except flags.Error as e:
-        sys.exit(f"stylize.py: error: {e}")
+        print(f"stylize.py: error: {e}", file=sys.stderr)
+        sys.exit(2)
 
 
 def main(argv):
     if len(argv) > 1:
-        sys.exit(
-            f"stylize.py: error: unexpected arguments {argv[1:]} (flags look like --name=value)."
+        print(
+            f"stylize.py: error: unexpected arguments {argv[1:]} (flags look like --name=value).",
+            file=sys.stderr,
         )
+        sys.exit(2)
     request = stylize_video.Request(
         input=_INPUT.value,
         masks=_MASKS.value,
