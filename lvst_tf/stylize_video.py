@@ -95,7 +95,7 @@ class StopFlag:
         for temporary in self._temporaries:
             path = temporary()
             if path is not None:
-                video_io._remove(pathlib.Path(path))  # noqa: SLF001 (same package)
+                video_io.remove_path(pathlib.Path(path))
         name = signal.Signals(signum).name
         os.write(2, f"{self.prog}: interrupted by {name}; no output was written.\n".encode())
         os._exit(128 + signum)

@@ -745,7 +745,8 @@ def _process_alive(pid: int) -> bool:
     return True
 
 
-def _remove(path: pathlib.Path) -> None:
+def remove_path(path: pathlib.Path) -> None:
+    """Removes a file, symlink or folder tree if it exists (used for temporaries)."""
     if path.is_dir() and not path.is_symlink():
         shutil.rmtree(path, ignore_errors=True)
     else:
@@ -766,7 +767,7 @@ def clean_stale_temporaries(path: str | os.PathLike) -> list[pathlib.Path]:
     for entry in path.parent.iterdir():
         match = pattern.match(entry.name)
         if match and not _process_alive(int(match.group(1))):
-            _remove(entry)
+            remove_path(entry)
             removed.append(entry)
     return removed
 
@@ -988,7 +989,7 @@ class ImageWriter:
     def abort(self) -> None:
         self._closed = True
         if self._tmp is not None and self._tmp.exists():
-            _remove(self._tmp)
+            remove_path(self._tmp)
 
     def __del__(self):
         try:
@@ -1218,7 +1219,7 @@ class FrameWriter:
             self._writer = None
         self._finished = self._closed = True
         if self._tmp is not None and (self._tmp.exists() or self._tmp.is_symlink()):
-            _remove(self._tmp)
+            remove_path(self._tmp)
 
     def __enter__(self) -> FrameWriter:
         return self

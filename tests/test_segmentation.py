@@ -96,3 +96,31 @@ def test_selfie_segmenter_on_the_carphone_sample():
     # A frame without people (a plain wall) gets (almost) no person pixels.
     wall = np.full((120, 160, 3), 225, np.uint8)
     assert segmenter(wall).mean() < 0.05
+
+
+def test_mask_folder_never_lands_on_other_files(tmp_path):
+    frames = tmp_path / "clip"
+    for t in range(3):
+        image_io.write_image(frames / f"{t:05d}.png", np.full((16, 24, 3), 40 * t, np.uint8))
+    # The input itself, a folder holding it, a file, a folder of other files: refused, untouched.
+    for output, message in [
+        (frames, "is \\(or contains\\) the input"),
+        (tmp_path, "is \\(or contains\\) the input"),
+    ]:
+        with pytest.raises(ValueError, match=message):
+            segmentation.write_mask_folder(frames, output, lambda f: f[..., 0] > 50, progress=False)
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "todo.txt").write_text("mine")
+    with pytest.raises(ValueError, match="holds files that are not masks .*todo.txt"):
+        segmentation.write_mask_folder(frames, tmp_path / "notes", lambda f: f[..., 0] > 50)
+    assert sorted(p.name for p in (tmp_path / "notes").iterdir()) == ["todo.txt"]
+    # A mask folder of its own is written, then resumed (existing masks kept).
+    out = tmp_path / "clip_masks"
+    assert segmentation.write_mask_folder(
+        frames, out, lambda f: f[..., 0] > 50, progress=False
+    ) == (3, 0)
+    assert segmentation.write_mask_folder(
+        frames, out, lambda f: f[..., 0] > 50, progress=False
+    ) == (0, 3)
+    masks = [image_io.read_label_map(out / f"{t:05d}.png") for t in range(3)]
+    assert [int(m.max()) for m in masks] == [0, 0, 255]  # frame values 0, 40, 80
