@@ -4,12 +4,28 @@ Each element is built in NumPy/OpenCV by :class:`ClipSampler` from its index alo
 random generator is seeded by `(seed, index)`. `tf.data` maps the element indices through
 `tf.numpy_function` in parallel with `deterministic=True`, so a seed fixes every batch, and a resumed
 run continues with new data by starting at the element index it had reached (`start_step`).
+
+Process exit: tf.data runs the Python builder in its own C++ threads and keeps several elements in
+flight (parallel map, prefetch). If a dataset iterator is still alive when the interpreter shuts down
+(an iterator held by a module global, or a script that just stops), its destructor runs during
+interpreter finalization and waits for those in-flight calls; but once finalization has begun, a
+thread that tries to take the GIL is ended by Python (`pthread_exit`), so the call never finishes (a
+hang) or its C++ frames are torn down mid-call ("terminate called without an active exception",
+exit 134). An `atexit` hook (:func:`close_pipelines`), which runs while threads can still take the
+GIL, therefore closes every builder (a later call fails at once instead of building) and waits until
+no call is running and none has started for a short quiet period, so that the buffers are full and
+nothing calls into Python any more when the iterator is finally destroyed.
 """
 
 from __future__ import annotations
 
+import atexit
+import contextlib
 import math
 import pathlib
+import threading
+import time
+import weakref
 
 import cv2
 import numpy as np
@@ -215,7 +231,7 @@ class ClipSampler:
         return {key: shapes[key] for key in self.keys()}
 
 
-@gin.configurable
+@gin.configurable(denylist=["shard"])
 def make_train_dataset(
     source,
     batch_size=2,
@@ -234,6 +250,7 @@ def make_train_dataset(
     flow_preset="fast",
     num_parallel_calls=None,
     prefetch=2,
+    shard=None,
 ):
     """An endless `tf.data.Dataset` of training batches (METHOD §7-8).
 
@@ -249,7 +266,10 @@ def make_train_dataset(
         these (each style drawn from one of them, chosen uniformly).
       seed: integer >= 0 fixes every batch; None draws a fresh seed.
       with_flow: compute DIS optical flow (keys `flow`, `flow_valid`); without it they are absent.
-      mask_noise: a `MaskNoise` (None: `MaskNoise()`, i.e. its gin-bound defaults).
+      mask_noise: a `MaskNoise` (None: `MaskNoise()`, i.e. its gin-bound defaults). The defaults
+        apply the paper's erosion/dilation AND, each with a small probability, this project's extra
+        corruptions (blur, holes/blobs, shift, empty/full masks): they are ON unless their
+        `MaskNoise.*_prob` bindings are 0 (see `MaskNoise`).
       foreground: "subset" (a random non-empty subset of the instances in the clip, the decision of
         METHOD §8) or "union" (all of them). With K > 2 the chosen instances are dealt in random order
         over the K - 1 masks.
@@ -263,6 +283,8 @@ def make_train_dataset(
         "medium" for a slightly higher warping error (docs/data.md).
       num_parallel_calls: parallel element builders (None: AUTOTUNE). Order is kept.
       prefetch: batches prefetched.
+      shard: None, or `(index, count)` for one of `count` input pipelines feeding one global batch
+        (multi-worker training; not a gin parameter): see :func:`dataset_from_sampler`.
 
     Returns:
       A dataset of dicts, all float32: `frames [B,T,S,S,3]` in [0,1], `clean_masks [B,T,S,S,K-1]` and
@@ -288,18 +310,140 @@ def make_train_dataset(
         flip=flip,
         flow_preset=flow_preset,
     )
-    return dataset_from_sampler(sampler, batch_size, start_step, num_parallel_calls, prefetch)
+    return dataset_from_sampler(
+        sampler, batch_size, start_step, num_parallel_calls, prefetch, shard=shard
+    )
 
 
-def dataset_from_sampler(sampler, batch_size=2, start_step=0, num_parallel_calls=None, prefetch=2):
-    """Wraps a :class:`ClipSampler` into the batched, prefetched `tf.data.Dataset`."""
+class PipelineClosedError(RuntimeError):
+    """An element was requested after the process began to exit (see :func:`close_pipelines`)."""
+
+
+class _ElementBuilder:
+    """The Python callable tf.data runs for each element index; counts the calls in flight."""
+
+    def __init__(self, sampler, keys):
+        self._sampler, self._keys = sampler, keys
+        self._lock = threading.Lock()  # guards the counters only, never held while building
+        self._running = 0
+        self._last_change = time.monotonic()
+        self._closed = False
+
+    def __call__(self, index):
+        with self._lock:
+            if self._closed:
+                raise PipelineClosedError(
+                    "the process is exiting: the training data pipeline was closed."
+                )
+            self._running += 1
+            self._last_change = time.monotonic()
+        try:
+            element = self._sampler.element(int(index))
+            return tuple(element[key] for key in self._keys)
+        finally:
+            with self._lock:
+                self._running -= 1
+                self._last_change = time.monotonic()
+
+    def close(self):
+        with self._lock:
+            self._closed = True
+
+    def state(self):
+        """`(calls running now, seconds since a call last started or ended)`."""
+        with self._lock:
+            return self._running, time.monotonic() - self._last_change
+
+
+_BUILDERS = weakref.WeakSet()
+_BUILDERS_LOCK = threading.Lock()
+_HOOK_REGISTERED = False
+
+
+def close_pipelines(builders=None, timeout=60.0, quiet=0.25):
+    """Closes training data pipelines and waits until none of them runs Python.
+
+    Registered with `atexit` (all pipelines) by the first :func:`dataset_from_sampler` call. A
+    closed pipeline's iterators fail on their next element; deleting such an iterator is then quick,
+    as no element build is left to wait for.
+
+    Args:
+      builders: the pipelines to close (from :func:`recording_pipelines`); None: every one of this
+        process.
+      timeout: seconds to wait at most for running element builds to finish.
+      quiet: seconds without any call starting or ending before the pipelines count as idle.
+
+    Returns:
+      True if the pipelines went idle within `timeout`.
+    """
+    if builders is None:
+        with _BUILDERS_LOCK:
+            builders = list(_BUILDERS)
+    builders = list(builders)
+    for builder in builders:
+        builder.close()
+    deadline = time.monotonic() + timeout
+    while True:
+        states = [builder.state() for builder in builders]
+        if all(running == 0 and idle >= quiet for running, idle in states):
+            return True
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.02)  # releases the GIL: the running builds can finish
+
+
+_RECORDERS = []
+
+
+@contextlib.contextmanager
+def recording_pipelines():
+    """Collects the pipelines (element builders) created inside the block, for `close_pipelines`.
+
+    Yields:
+      A list that receives each builder created while the block runs (in this thread or another).
+    """
+    created = []
+    with _BUILDERS_LOCK:
+        _RECORDERS.append(created)
+    try:
+        yield created
+    finally:
+        with _BUILDERS_LOCK:
+            _RECORDERS.remove(created)
+
+
+def _track(builder):
+    global _HOOK_REGISTERED
+    with _BUILDERS_LOCK:
+        _BUILDERS.add(builder)
+        for created in _RECORDERS:
+            created.append(builder)
+        if not _HOOK_REGISTERED:
+            # Registered after TensorFlow's own hooks, so it runs before them (atexit is LIFO).
+            atexit.register(close_pipelines)
+            _HOOK_REGISTERED = True
+
+
+def dataset_from_sampler(
+    sampler, batch_size=2, start_step=0, num_parallel_calls=None, prefetch=2, shard=None
+):
+    """Wraps a :class:`ClipSampler` into the batched, prefetched `tf.data.Dataset`.
+
+    Args:
+      sampler: the element builder.
+      batch_size: the global batch G; global batch k holds elements `k*G .. k*G+G-1`.
+      start_step: global batches already consumed.
+      num_parallel_calls, prefetch: see :func:`make_train_dataset`.
+      shard: None, or `(index, count)`: this input pipeline's share of every global batch when
+        `count` pipelines (one per worker of a multi-worker run) feed one step: pipeline `index`
+        yields batches of G / count elements, `k*G + index*G/count ...`, so the pipelines together
+        see exactly the global batches of a single pipeline.
+    """
     import tensorflow as tf  # here, so the readers and tools work without importing TensorFlow
 
     keys, shapes = sampler.keys(), sampler.shapes()
-
-    def build(index):
-        element = sampler.element(int(index))
-        return tuple(element[key] for key in keys)
+    build = _ElementBuilder(sampler, keys)
+    _track(build)
 
     def to_dict(index):
         values = tf.numpy_function(build, [index], [tf.float32] * len(keys), stateful=False)
@@ -309,12 +453,25 @@ def dataset_from_sampler(sampler, batch_size=2, start_step=0, num_parallel_calls
             out[key] = value
         return out
 
+    local_batch = batch_size
     first = int(start_step) * batch_size
     dataset = tf.data.Dataset.range(first, np.iinfo(np.int64).max)
+    if shard is not None:
+        index, count = shard
+        if not (isinstance(count, int) and count >= 1 and isinstance(index, int)):
+            raise ValueError(f"shard must be (index, count) integers, got {shard!r}.")
+        if not 0 <= index < count or batch_size % count:
+            raise ValueError(
+                f"shard={shard!r}: need 0 <= index < count and batch_size ({batch_size}) "
+                "divisible by count."
+            )
+        if count > 1:
+            local_batch = batch_size // count
+            dataset = dataset.filter(lambda i: (i % batch_size) // local_batch == index)
     dataset = dataset.map(
         to_dict,
         num_parallel_calls=num_parallel_calls or tf.data.AUTOTUNE,
         deterministic=True,
     )
-    dataset = dataset.batch(batch_size, drop_remainder=True)
+    dataset = dataset.batch(local_batch, drop_remainder=True)
     return dataset.prefetch(prefetch)
