@@ -239,7 +239,8 @@ def run(args: dict) -> None:
 
     output_dir = args["output_dir"]
     if args["mode"] == "quality":
-        # Data and styles are read (and checked) before the model is loaded.
+        # Styles and data are read (and checked) before the model is loaded.
+        style_names, styles = evaluation.load_styles(_STYLES.value, args["regions"], _DATA.value)
         videos = evaluation.load_videos(
             _DATA.value,
             _SPLIT.value,
@@ -247,7 +248,6 @@ def run(args: dict) -> None:
             args["max_videos"],
             regions=args["regions"],
         )
-        style_names, styles = evaluation.load_styles(_STYLES.value, args["regions"], _DATA.value)
     loaded = None
     if args["kind"] != "baselines":
         loaded = loading.load_model(
@@ -289,7 +289,8 @@ def main(argv):
     except ValueError as e:
         if show_traceback:
             logging.exception("eval failed")
-        fail(str(e))
+        # gin appends "In call to configurable ..." lines to errors raised inside configurables.
+        fail(str(e).strip().splitlines()[0])
     except KeyboardInterrupt:
         fail("interrupted; no partial output was written.", 130)
     except Exception as e:  # noqa: BLE001 - one clean line; the traceback only on request

@@ -185,7 +185,7 @@ def default_style_paths(
     def pick(paths, where):
         if len(paths) < regions:
             raise ValueError(
-                f"styles: {where} holds {len(paths)} style image(s), K = {regions} regions need "
+                f"styles: {where!r} holds {len(paths)} style image(s), K = {regions} regions need "
                 f"{regions}; pass --styles."
             )
         return [*paths[: regions - 1], paths[-1]]

@@ -1,0 +1,241 @@
+"""Fault table of tools/eval.py (both modes): every bad input, one parametrised test.
+
+Each case runs the tool in a subprocess (through a launcher that points the shipped-model folder at
+an empty one and reports at exit whether TensorFlow was imported) and asserts: a non-zero exit code,
+a readable last stderr line naming the flag or file, no traceback, nothing changed in the case's
+folder (inputs and the output folder alike), and that TensorFlow was never imported: every one of
+these errors is found before any work. A last test checks that --verbose and LVST_TF_TRACEBACK=1
+add the traceback while the last line stays the same.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import pathlib
+import re
+from collections.abc import Callable
+
+import pytest
+from faults import assert_clean_error, assert_unchanged, run_tool, snapshot
+from test_eval import make_davis, make_styles
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+TOOL = REPO / "tools" / "eval.py"
+LAUNCHER = """
+import atexit, pathlib, runpy, sys
+atexit.register(lambda: print("tensorflow-imported:", "tensorflow" in sys.modules, flush=True))
+import lvst_tf.loading
+lvst_tf.loading.PRETRAINED_DIR = pathlib.Path(sys.argv[1])
+tool = sys.argv[2]
+sys.argv = [tool, *sys.argv[3:]]
+runpy.run_path(tool, run_name="__main__")
+"""
+
+
+@dataclasses.dataclass
+class Case:
+    name: str
+    args: Callable[[pathlib.Path], list[str]]  # tmp folder -> flags (the output dir is added)
+    expect: str  # a regular expression on the last stderr line
+
+
+def _davis(tmp):
+    return f"--data={tmp / 'davis'}"
+
+
+def _styles(tmp, count=2):
+    names = ("orange", "green", "blue")[:count] if count == 3 else ("orange", "blue")[:count]
+    return "--styles=" + ",".join(str(tmp / "styles" / f"{n}.jpg") for n in names)
+
+
+CASES = [
+    # Flags of either mode.
+    Case("bad_mode", lambda t: ["--mode=fast"], r"--mode must be 'timing' or 'quality'"),
+    Case("unknown_flag", lambda t: ["--nope=1"], r"nope"),
+    Case("positional", lambda t: ["--mode=timing", "extra"], r"unexpected arguments"),
+    Case("r_zero", lambda t: ["--mode=timing", "--r=0"], r"--r must be a comma list"),
+    Case("r_text", lambda t: ["--mode=quality", "--r=1,a"], r"--r must be a comma list"),
+    Case("r_twice", lambda t: ["--mode=timing", "--r=8,8"], r"--r lists a value twice"),
+    # Model flags.
+    Case(
+        "two_models",
+        lambda t: ["--mode=timing", f"--workdir={t}", f"--saved_model={t}"],
+        r"at most one of saved_model, workdir or pretrained",
+    ),
+    Case(
+        "checkpoint_alone",
+        lambda t: ["--mode=timing", "--checkpoint=5", "--pretrained=demo"],
+        r"--checkpoint",
+    ),
+    Case(
+        "missing_workdir",
+        lambda t: ["--mode=timing", f"--workdir={t / 'nope'}"],
+        r"--workdir: .* is not a training workdir",
+    ),
+    Case(
+        "not_a_saved_model",
+        lambda t: ["--mode=timing", f"--saved_model={t / 'styles'}"],
+        r"--saved_model: .* is not a SavedModel",
+    ),
+    Case("no_shipped_model", lambda t: ["--mode=timing"], r"--pretrained: no shipped model"),
+    Case(
+        "unknown_pretrained",
+        lambda t: ["--mode=quality", "--pretrained=nope"],
+        r"--pretrained: no shipped model 'nope'",
+    ),
+    Case(
+        "baselines_with_model",
+        lambda t: ["--mode=quality", "--baselines_only", f"--workdir={t}"],
+        r"--baselines_only evaluates no model; remove --workdir",
+    ),
+    Case(
+        "baselines_in_timing",
+        lambda t: ["--mode=timing", "--baselines_only"],
+        r"--baselines_only applies to --mode=quality only",
+    ),
+    # Timing flags.
+    Case(
+        "bad_size",
+        lambda t: ["--mode=timing", "--resolutions=512"],
+        r"--resolutions must be a comma list of HxW",
+    ),
+    Case(
+        "zero_size",
+        lambda t: ["--mode=timing", "--resolutions=512x512,0x5"],
+        r"--resolutions .*bad item '0x5'",
+    ),
+    Case("zero_repeats", lambda t: ["--mode=timing", "--repeats=0"], r"--repeats must be"),
+    Case(
+        "quality_flag_in_timing",
+        lambda t: ["--mode=timing", _davis(t)],
+        r"--data applies to --mode=quality only",
+    ),
+    Case(
+        "timing_flag_in_quality",
+        lambda t: ["--mode=quality", "--repeats=2", "--baselines_only"],
+        r"--repeats applies to --mode=timing only",
+    ),
+    # Quality flags and data.
+    Case("one_region", lambda t: ["--mode=quality", "--regions=1"], r"--regions must be"),
+    Case("max_frames_one", lambda t: ["--mode=quality", "--max_frames=1"], r"--max_frames must"),
+    Case("max_videos_zero", lambda t: ["--mode=quality", "--max_videos=0"], r"--max_videos must"),
+    Case(
+        "sheet_frame_past_end",
+        lambda t: ["--mode=quality", "--max_frames=4", "--sheet_frames=0,9"],
+        r"--sheet_frames: frame 9 is past --max_frames=4",
+    ),
+    Case(
+        "flow_preset",
+        lambda t: ["--mode=quality", "--flow_preset=slow"],
+        r"--flow_preset must be",
+    ),
+    Case(
+        "too_few_styles",
+        lambda t: ["--mode=quality", "--baselines_only", _davis(t), _styles(t, 1)],
+        r"--styles must name K = 2 images",
+    ),
+    Case(
+        "too_few_styles_for_k3",
+        lambda t: ["--mode=quality", "--baselines_only", "--regions=3", _davis(t), _styles(t)],
+        r"--styles must name K = 3 images",
+    ),
+    Case(
+        "missing_style",
+        lambda t: [
+            "--mode=quality",
+            "--baselines_only",
+            _davis(t),
+            f"--styles={t}/a.jpg,{t}/b.jpg",
+        ],
+        r"--styles: .*a\.jpg' is not a file",
+    ),
+    Case(
+        "undecodable_style",
+        lambda t: [
+            "--mode=quality",
+            "--baselines_only",
+            _davis(t),
+            f"--styles={t / 'davis' / 'ImageSets' / '2017' / 'val.txt'},{t / 'styles' / 'blue.jpg'}",
+        ],
+        r"styles: .*val\.txt",
+    ),
+    Case(
+        "too_few_default_styles",
+        lambda t: ["--mode=quality", "--baselines_only", "--regions=3", f"--data={t / 'data'}"],
+        r"styles: .*styles' holds 2 style image\(s\), K = 3 regions need 3",
+    ),
+    Case(
+        "missing_data",
+        lambda t: ["--mode=quality", "--baselines_only", f"--data={t / 'nope'}"],
+        r"--data: .*nope' is not a folder",
+    ),
+    Case(
+        "bad_split",
+        lambda t: ["--mode=quality", "--baselines_only", _davis(t), "--split=nope", _styles(t)],
+        r"split: .*nope",
+    ),
+    Case(
+        "too_few_instances",
+        lambda t: ["--mode=quality", "--baselines_only", _davis(t), "--regions=3", _styles(t, 3)],
+        r"data: no video with at least 2 frames and 2 instance\(s\)",
+    ),
+    # Output folder.
+    Case(
+        "output_under_a_file",
+        lambda t: ["--mode=quality", "--baselines_only", f"--output_dir={t / 'file.txt' / 'out'}"],
+        r"--output_dir: .* cannot be created: .*file\.txt' is not a folder",
+    ),
+    Case(
+        "output_is_a_file",
+        lambda t: ["--mode=quality", "--baselines_only", f"--output_dir={t / 'file.txt'}"],
+        r"--output_dir: .*file\.txt' exists and is not a folder",
+    ),
+]
+
+
+@pytest.fixture(scope="module")
+def shared(tmp_path_factory):
+    root = tmp_path_factory.mktemp("eval_faults")
+    make_davis(root / "davis", names=("clip_a",), num_frames=4)
+    make_styles(root / "styles", ("orange", "green", "blue"))
+    make_styles(root / "data" / "styles", ("orange", "blue"))
+    make_davis(root / "data", names=("clip_b",), num_frames=3)
+    (root / "file.txt").write_text("not a folder")
+    (root / "out").mkdir()
+    (root / "out" / "previous.md").write_text("an earlier result")
+    (root / "pretrained").mkdir()  # no shipped model in it
+    (root / "launcher.py").write_text(LAUNCHER)
+    return root
+
+
+def _run(shared, args, env=None):
+    return run_tool(
+        [shared / "launcher.py", shared / "pretrained", TOOL, *args],
+        cwd=shared,
+        env=env,
+        timeout=300,
+    )
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
+def test_fault(case, shared):
+    args = case.args(shared)
+    if not any(a.startswith("--output_dir=") for a in args):
+        args.append(f"--output_dir={shared / 'out'}")
+    before = snapshot(shared)
+    outcome = _run(shared, args)
+    assert_clean_error(outcome, re.compile(case.expect))
+    assert outcome.last_line.startswith("eval.py: error: ")
+    assert "tensorflow-imported: False" in outcome.stdout, outcome.stdout[-500:]
+    assert_unchanged(before, shared)
+
+
+def test_traceback_only_on_request(shared):
+    args = ["--mode=quality", "--baselines_only", _davis(shared), "--split=nope", _styles(shared)]
+    args.append(f"--output_dir={shared / 'out'}")
+    quiet = _run(shared, args)
+    assert_clean_error(quiet, re.compile(r"split: .*nope"))
+    for extra, env in ((["--verbose"], None), ([], {"LVST_TF_TRACEBACK": "1"})):
+        loud = _run(shared, args + extra, env)
+        assert "Traceback (most recent call last)" in loud.stderr
+        assert loud.last_line == quiet.last_line and loud.returncode == quiet.returncode
