@@ -22,6 +22,9 @@ def test_bench_model_smoke(tmp_path):
             "--repeats=1",
             "--low_res=64",
             "--end_to_end_frames=3",
+            "--end_to_end_repeats=1",
+            "--rss_frames=2",
+            "--rss_size=24x40",
             f"--output={output}",
         ],
         capture_output=True,
@@ -38,9 +41,13 @@ def test_bench_model_smoke(tmp_path):
         "| r = 1 (predict + render) |",
         "| r = 8 (predict / 8 + render) |",
         "| bandwidth floor |",
-        "| render / floor |",
-        "| r = 1 / r = 8 speed-up |",
+        "| predict / plain VGG |",
+        "| render in `stream` / floor |",
+        "| unfused / fused render |",
+        "| r = 1 / r = 8 speed-up (pieces) |",
         "End to end, `VideoStylizer.stream` at 40x56",
+        "Peak RSS, `stream` of 2 uint8 frames of 24x40 at r = 8",
+        "load average",
     ):
         assert needle in text, needle
     assert not list(tmp_path.glob(".bench_model.*"))  # the atomic write left no temp file

@@ -175,6 +175,14 @@ def _run_worker(kind, size, repeats, impl):
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
+def _load():
+    """The machine's 1-minute load average (other jobs inflate absolute times), or None."""
+    try:
+        return os.getloadavg()[0]
+    except OSError:
+        return None
+
+
 def _fmt(value, spec):
     return "-" if value is None else format(value, spec)
 
@@ -219,6 +227,7 @@ def main(argv=None):
 
     import tensorflow as tf  # only for the machine description
 
+    load_start = _load()
     rows = []
     for i, size in enumerate(sizes):
         print(f"[{i + 1}/{len(sizes)}] {size[0]}x{size[1]} ...", file=sys.stderr, flush=True)
@@ -232,6 +241,8 @@ def main(argv=None):
         f"{GRID_SHAPE[0]}x{GRID_SHAPE[1]}x{GRID_SHAPE[2]}x12, median of {args.repeats} calls; "
         f"peak memory by {rows[0][1]['peak_method']}"
         + ("" if have_torch else "; torch not installed")
+        + f"; 1-minute load average {_fmt(load_start, '.1f')} at the start, "
+        f"{_fmt(_load(), '.1f')} at the end"
     )
     print(make_table(rows, have_torch))
     return 0

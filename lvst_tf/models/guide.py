@@ -121,10 +121,11 @@ class Guide(keras.layers.Layer):
         """The fused form's pieces before assembly (exact form only: `use_fused` and H, W >= 3).
 
         Args:
-          x: `[N, H, W, 3]` float32, the image divided by `scale` (e.g. a uint8 frame cast to float
-            with `scale` = 1 / 255: the scale is folded into the kernel, so no scaled copy of the
-            full-resolution frame is made; the result equals the guide of `x * scale` up to float
-            rounding).
+          x: `[N, H, W, 3]`, the image divided by `scale`: float32, or uint8 with `scale` = 1 / 255
+            (the frame as it is). The scale is folded into the kernel and a uint8 frame is padded
+            before its one cast to float32, so the only full-resolution float copy of the frame is
+            the convolution's input; the result equals the guide of `x * scale` up to float
+            rounding.
           scale: python float.
 
         Returns:
@@ -141,8 +142,17 @@ class Guide(keras.layers.Layer):
         flat = tf.concat([tf.reshape(kernel, [-1]), [0.0]], axis=0)
         poly_kernel = tf.gather(flat, _POLY_INDEX)  # [5, 3, 24, 8]
         padded_w = (width + _PHASES - 1) // _PHASES * _PHASES
-        # Zero columns on the right are what 'same' padding reads anyway, so padding is exact.
-        xp = tf.pad(x, [[0, 0], [0, 0], [0, padded_w - width], [0, 0]])
+        # Zero columns on the right are what 'same' padding reads anyway, so padding is exact. No
+        # padding (and no copy) when the width already is a multiple of 8.
+        paddings = [[0, 0], [0, 0], [0, padded_w - width], [0, 0]]
+        static_w = x.shape[2]
+        if static_w is not None:
+            xp = x if static_w % _PHASES == 0 else tf.pad(x, paddings)
+        else:
+            xp = tf.cond(
+                tf.equal(padded_w, width), lambda: tf.identity(x), lambda: tf.pad(x, paddings)
+            )
+        xp = tf.cast(xp, tf.float32)
         xs = tf.reshape(xp, [n, height, padded_w // _PHASES, 3 * _PHASES])
         z = tf.reshape(tf.nn.conv2d(xs, poly_kernel, 1, "SAME"), [n, height, padded_w])
 
@@ -150,10 +160,10 @@ class Guide(keras.layers.Layer):
             return self._pair_logits(strip if scale == 1.0 else strip * scale)
 
         # Outermost ring: G2 reads zero padding there, not G1(x) -> recompute with the pair.
-        left = ring(x[:, :, :3])[:, :, :1]
-        right = ring(x[:, :, -3:])[:, :, -1:]
-        top = ring(x[:, :3])[:, :1]
-        bottom = ring(x[:, -3:])[:, -1:]
+        left = ring(xp[:, :, :3])[:, :, :1]
+        right = ring(xp[:, :, width - 3 : width])[:, :, -1:]
+        top = ring(xp[:, :3, :width])[:, :1]
+        bottom = ring(xp[:, -3:, :width])[:, -1:]
         return z, bias, left, right, top, bottom
 
     @staticmethod

@@ -284,6 +284,26 @@ class LocalizedStyleModel(keras.Model):
     def _low(self, x):
         return _resize(x, (self.low_res, self.low_res))
 
+    def _low_uint8(self, frames):
+        """uint8 frames `[B, H, W, 3]` -> float32 in [0, 1] at low_res: equal to
+        `_low(frames / 255)` up to float rounding, without a full-resolution float copy when
+        shrinking (area resizing reads uint8; the division happens after it)."""
+        size = (self.low_res, self.low_res)
+        h, w = frames.shape[1], frames.shape[2]
+
+        def shrink():
+            return tf.image.resize(frames, size, method="area") / 255.0
+
+        def enlarge():
+            return _resize(tf.cast(frames, tf.float32) / 255.0, size)
+
+        if h is not None and w is not None:
+            if (h, w) == size:
+                return tf.cast(frames, tf.float32) / 255.0
+            return shrink() if h >= size[0] and w >= size[1] else enlarge()
+        shape = tf.shape(frames)
+        return tf.cond(tf.logical_and(shape[1] >= size[0], shape[2] >= size[1]), shrink, enlarge)
+
     # ------------------------------------------------------------------ styles
     def encode_styles(self, styles, return_features=False, style_masks=None):
         """Statistics of the K style images at every ST-AdaIN layer (the whole style path).
@@ -434,7 +454,12 @@ class LocalizedStyleModel(keras.Model):
         mode = self.soft_mask_mode if soft_mask_mode is None else soft_mask_mode
         if mode not in SOFT_MASK_MODES:
             raise ValueError(f"`soft_mask_mode` must be one of {SOFT_MASK_MODES}, got {mode!r}.")
-        frames = _as_image(frames, "frames")
+        frames = tf.convert_to_tensor(frames)
+        # uint8 frames are resized as they are (area resizing reads uint8): no full-resolution
+        # float copy of the frame is made, the division by 255 happens at the low resolution.
+        frames_uint8 = frames.dtype == tf.uint8
+        if not frames_uint8:
+            frames = _as_image(frames, "frames")
         masks = _as_image(masks, "masks")
         if masks.shape.rank == 3:
             masks = masks[..., None]  # one object: [B, H, W] -> [B, H, W, 1]
@@ -471,7 +496,7 @@ class LocalizedStyleModel(keras.Model):
             ),
         ]
         with tf.control_dependencies(checks):
-            frames_low = self._low(frames)
+            frames_low = self._low_uint8(frames) if frames_uint8 else self._low(frames)
         masks_low = tf.clip_by_value(self._low(masks), 0.0, 1.0)
 
         # Mask enhancement, each object separately: [B * (K-1), low, low, 4] -> [B, low, low, K-1].
@@ -615,17 +640,16 @@ class LocalizedStyleModel(keras.Model):
         scale = 1.0 / 255.0 if frames.dtype == tf.uint8 else 1.0
         if frames.dtype not in (tf.uint8, tf.float32):
             frames = tf.cast(frames, tf.float32)
-        x = tf.cast(frames, tf.float32)
 
         def plain():
-            guide = self.guide(x * scale if scale != 1.0 else x)
+            guide = self.guide(_frames_to_float(frames, scale))
             return _finish_from_guide(grids, guide, frames, scale, clip)
 
         if not self.guide.use_fused:
             return plain()
 
         def fused():
-            parts = self.guide.fused_parts(x, scale)
+            parts = self.guide.fused_parts(frames, scale)
             return _finish_from_parts(grids, parts, frames, scale, clip)
 
         h, w = frames.shape[1], frames.shape[2]
