@@ -1140,11 +1140,16 @@ class FrameWriter:
             probed = probe_video(self._tmp)
             want = (self.num_frames, *self._size)
             if probed is None or probed[:3] != want:
-                got = "cannot be decoded" if probed is None else f"holds {probed[0]} frames"
+                if probed is None:
+                    got = "cannot be read back"
+                elif probed[0] != self.num_frames:
+                    got = f"holds {probed[0]} of its {self.num_frames} frames"
+                else:
+                    got = f"reads back at {probed[2]}x{probed[1]}, not {want[2]}x{want[1]}"
                 self.abort()
                 raise WriteError(
-                    f"{self.argument}: writing {str(self.path)!r} failed: the video {got} instead "
-                    f"of {self.num_frames} (disk full or an I/O error?); nothing was written."
+                    f"{self.argument}: writing {str(self.path)!r} failed: the written video {got} "
+                    "(disk full or an I/O error?); nothing was written."
                 )
 
     def commit(self) -> pathlib.Path:

@@ -427,7 +427,7 @@ CASES = [
     Case("preview_exists", E + r"output \(preview\): '.*out_preview.png' exists; pass --overwrite",
          lambda c: {"preview": True}, setup=lambda c: (c / "out_preview.png").write_bytes(b"old")),
     # --- faults while writing (model loaded)
-    Case("disk_full_video", E + r"output: writing '.*out.mp4' failed: the video (cannot be decoded|holds \d+ frames)",
+    Case("disk_full_video", E + r"output: writing '.*out.mp4' failed: the written video (cannot be read back|holds \d+ of its 30 frames)",
          lambda c: {"input": CUP, "masks": "threshold:gray:y<60"},
          env=lambda c: {FSIZE_ENV: "40000"}, slow=True),
     Case("disk_full_frame_folder", E + r"output: cannot write '.*frames': File too large",

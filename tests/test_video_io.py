@@ -189,7 +189,7 @@ def test_video_that_does_not_read_back_is_not_committed(tmp_path, monkeypatch):
         writer.write(frame)
     real = video_io.probe_video
     monkeypatch.setattr(video_io, "probe_video", lambda p: (3, *real(p)[1:]))
-    with pytest.raises(video_io.WriteError, match="holds 3 frames instead of 4"):
+    with pytest.raises(video_io.WriteError, match="holds 3 of its 4 frames"):
         writer.close()
     assert list(tmp_path.iterdir()) == []
 
