@@ -219,7 +219,7 @@ def decode_image(data: bytes, name: str = "<bytes>", argument: str = "image") ->
     bgr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
     if bgr is None:
         raise ValueError(f"{argument}: cannot decode {name!r} as an image.")
-    return np.ascontiguousarray(bgr[..., ::-1])
+    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)  # faster than a reversed-channel copy
 
 
 def decode_image_unchanged(data: bytes, name: str = "<bytes>", argument: str = "image"):
@@ -254,7 +254,7 @@ def encode_image(image: np.ndarray, suffix: str = ".png", jpeg_quality: int = 95
             f"cannot write a {suffix or 'nameless'!r} image; use one of {_describe(IMAGE_EXTENSIONS)}."
         )
     if image.ndim == 3:
-        image = image[..., ::-1]
+        image = cv2.cvtColor(np.ascontiguousarray(image), cv2.COLOR_RGB2BGR)
     params = [cv2.IMWRITE_JPEG_QUALITY, int(jpeg_quality)] if suffix in (".jpg", ".jpeg") else []
     ok, encoded = cv2.imencode(suffix, np.ascontiguousarray(image), params)
     if not ok:
@@ -472,7 +472,7 @@ class FrameReader(_Source):
         return read_image(path, self.argument)
 
     def _convert_video_frame(self, bgr: np.ndarray, index: int) -> np.ndarray:
-        return np.ascontiguousarray(bgr[..., ::-1])
+        return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
 
     def has_audio(self) -> bool | None:
         """Whether the video holds an audio track (None: unknown container; False for folders)."""
@@ -1103,7 +1103,7 @@ class FrameWriter:
                 f"{self.argument}: frame {self.num_frames} is {width}x{height}, expected "
                 f"{self._size[1]}x{self._size[0]}."
             )
-        bgr = np.ascontiguousarray(frame[..., ::-1])
+        bgr = cv2.cvtColor(np.ascontiguousarray(frame), cv2.COLOR_RGB2BGR)
         if self.is_video:
             if self._writer is None:
                 self._open_video(height, width)
