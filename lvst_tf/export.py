@@ -32,10 +32,11 @@ start with the argument's name) before any model work: float images and masks mu
 [0, 1], uint8 masks must be 0/255 (not 0/1), shapes must agree, `r >= 1`. A caller that cannot see
 Python (TF Serving) gets an `INVALID_ARGUMENT` status with that message.
 
-Render implementation: the full-resolution render is `model.render(..., impl=render_impl)`, by default
-the XLA slice ("xla"), which compiles once per frame size in the process that serves the model (7x
-faster than "tf" at 3000x4000). TF Serving runs it only with `--xla_cpu_compilation_enabled=true`;
-export with `render_impl="tf"` for a server without XLA (docs/serving.md).
+Render implementation: the full-resolution render is the model's own, by default with XLA
+(`render_impl="xla"`: `model.render_inference`, the fused pass `VideoStylizer` uses), which compiles
+once per frame size in the process that serves the model (several times faster than "tf" at
+3000x4000); `render_impl="tf"` is `model.render(..., impl="tf")`, without XLA. TF Serving runs XLA
+only with `--xla_cpu_compilation_enabled=true` (docs/serving.md).
 
 Variables: the module tracks the model's underlying `tf.Variable`s, not the Keras 3 variable
 wrappers, so loaders that restore through the SavedModel's saver (TF Serving, `saved_model_cli run`,
@@ -591,8 +592,16 @@ class StylizerModule:
                 result[k] = tf.convert_to_tensor(out[k], tf.float32)
         return result
 
-    def _render_core(self, grids, frames):
-        return self.model.render(grids, frames, impl=self.render_impl)
+    def _render_core(self, grids, frames, clip=False):
+        """The model's own full-resolution render: `render_inference` (guide, slice/apply and clip
+        in one XLA pass, what `VideoStylizer` uses) for the XLA implementation, `render(impl=...)`
+        otherwise (and for models without `render_inference`)."""
+        import tensorflow as tf  # noqa: PLC0415
+
+        if self.render_impl != "tf" and callable(getattr(self.model, "render_inference", None)):
+            return self.model.render_inference(grids, frames, clip=clip)
+        out = self.model.render(grids, frames, impl=self.render_impl)
+        return tf.clip_by_value(out, 0.0, 1.0) if clip else out
 
     def _stylize_core(self, frames, masks, styles, r):
         """A whole clip: the keyframes, state and interpolation of VideoStylizer ("linear")."""
@@ -634,8 +643,8 @@ class StylizerModule:
         def render_body(t, out_ta):
             lower, upper = schedule.lower[t], schedule.upper[t]
             grid = key_grids[lower] + schedule.weight[t] * (key_grids[upper] - key_grids[lower])
-            image = self._render_core(grid[None], frames[t : t + 1])[0]
-            return t + 1, out_ta.write(t, tf.clip_by_value(image, 0.0, 1.0))
+            image = self._render_core(grid[None], frames[t : t + 1], clip=True)[0]
+            return t + 1, out_ta.write(t, image)
 
         out_ta = tf.TensorArray(tf.float32, size=num_frames, element_shape=[None, None, 3])
         # One frame at a time: the intermediates stay those of one full-res frame.
