@@ -410,8 +410,13 @@ def compute_losses(
 
 
 def loss_needs_flow():
-    """Whether the currently bound `compute_losses` configuration uses optical flow (for the data)."""
-    bindings = gin.get_bindings("compute_losses")
-    mode = bindings.get("temporal_mode", "flow")
-    weight = bindings.get("temporal_weight", 10.0)
-    return mode == "flow" and weight > 0
+    """Whether `compute_losses`, as gin will call it in the active scope, reads optical flow.
+
+    True for the flow temporal term with a weight > 0; the data pipeline computes flow only then.
+    The two arguments are what gin gives `compute_losses` (its own defaults under its bindings,
+    `lvst_tf.training.gin_utils.configured_arguments`), so no default is repeated here.
+    """
+    from lvst_tf.training import gin_utils  # noqa: PLC0415 (training imports this module)
+
+    args = gin_utils.configured_arguments("compute_losses")
+    return args["temporal_mode"] == "flow" and args["temporal_weight"] > 0

@@ -92,5 +92,12 @@ def test_shards_together_are_the_global_batches():
         np.testing.assert_array_equal(
             np.concatenate([p[key].numpy() for p in parts]), whole[key].numpy(), err_msg=key
         )
+    # One pipeline, two replicas: consecutive per-replica batches make up the global batch.
+    it = iter(data.make_train_dataset(source, shard=(0, 1, 2), **kwargs))
+    halves = [next(it) for _ in range(2)]
+    for key in whole:
+        np.testing.assert_array_equal(
+            np.concatenate([h[key].numpy() for h in halves]), whole[key].numpy(), err_msg=key
+        )
     with pytest.raises(ValueError, match="shard"):
         data.make_train_dataset(source, shard=(0, 3), **kwargs)  # 4 clips do not split in 3

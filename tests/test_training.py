@@ -2,6 +2,7 @@
 
 import glob
 import os
+import pathlib
 
 import numpy as np
 import pytest
@@ -10,7 +11,7 @@ import tensorflow as tf
 import gin
 from lvst_tf import training
 from lvst_tf.fileio import write_atomic
-from lvst_tf.training import checkpoints, summaries
+from lvst_tf.training import checkpoints, resume, summaries
 
 
 def read_events(folder):
@@ -106,3 +107,206 @@ def test_train_rejects_a_missing_dataset_before_work(tmp_path):
     with pytest.raises(ValueError, match="root"):
         training.train(str(tmp_path / "run"), num_steps=3, data_root=str(tmp_path / "no_davis"))
     assert not (tmp_path / "run").exists()
+
+
+# ------------------------------------------------------------------------------------------------
+# TrainConfig, data source rule, resume check, checkpoint store.
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"learning_rate": float("inf")}, "learning_rate"),
+        ({"beta_1": 1.0}, "beta_1"),
+        ({"seed": -1}, "seed"),
+        ({"max_checkpoints": 0}, "max_checkpoints"),
+        ({"init_scope": "encoder"}, "init_scope"),
+        ({"run_eagerly": "yes"}, "run_eagerly"),
+        ({"num_steps": True}, "num_steps"),
+    ],
+)
+def test_train_config_names_the_bad_binding(kwargs, match):
+    with pytest.raises(ValueError, match=f"train.{match}"):
+        training.TrainConfig.with_defaults(**{"num_steps": 3, **kwargs})
+
+
+def test_train_config_defaults_are_trains_own():
+    config = training.TrainConfig.with_defaults(num_steps=7)
+    import inspect
+
+    params = inspect.signature(training.train).parameters
+    for name, value in config.arguments().items():
+        assert value == (7 if name == "num_steps" else params[name].default), name
+
+
+def test_select_variables_checks_the_choice_once():
+    with pytest.raises(ValueError, match="train.trainable must be one of"):
+        training.select_variables(None, "vgg")
+
+
+def test_loss_needs_flow_follows_compute_losses():
+    from lvst_tf import losses
+
+    gin.clear_config()
+    try:
+        # compute_losses' own defaults: the flow temporal term with weight 10.
+        assert losses.loss_needs_flow()
+        gin.parse_config("s/compute_losses.temporal_weight = 0.0")
+        with gin.config_scope("s"):
+            assert not losses.loss_needs_flow()
+        gin.parse_config("compute_losses.temporal_mode = 'frame_difference'")
+        assert not losses.loss_needs_flow()
+    finally:
+        gin.clear_config()
+
+
+def test_make_source_keywords_folders_and_the_davis_root_binding(tmp_path, monkeypatch):
+    from lvst_tf import data
+
+    samples = str(data.sample_davis_dir())
+    gin.clear_config()
+    try:
+        assert training.make_source("samples", "val").root == data.sample_davis_dir()
+        assert training.make_source(samples, "train").split == "train"
+        monkeypatch.setenv(data.DAVIS_DIR_ENV, samples)
+        assert str(training.make_source(None, "train").root) == samples  # $LVST_DAVIS_DIR
+        monkeypatch.delenv(data.DAVIS_DIR_ENV)
+        with pytest.raises(ValueError, match="train.data_root = None"):
+            training.make_source(None, "train")
+        # A DavisFolder.root binding is used with data_root None, refused beside another one.
+        gin.parse_config(f"DavisFolder.root = '{samples}'\nDavisFolder.cache_bytes = 0")
+        source = training.make_source(None, "val")
+        assert str(source.root) == samples and source._cache.max_bytes == 0
+        with pytest.raises(ValueError, match="both choose the training data"):
+            training.make_source("samples", "train")
+        gin.clear_config()
+        gin.parse_config("DavisFolder.split = 'val'")
+        with pytest.raises(ValueError, match="train.train_split"):
+            training.make_source("samples", "train")
+        gin.clear_config()
+        monkeypatch.setenv("LVST_TF_HOME", str(tmp_path / "home"))
+        with pytest.raises(ValueError, match="make_corpus"):
+            training.make_source("corpus", "train")
+        with pytest.raises(ValueError, match="train.data_root must be one of"):
+            training.make_source(3, "train")
+    finally:
+        gin.clear_config()
+
+
+_RECORDED = """
+build_model.low_res = 32
+build_model.grid_depth = 8
+mask_pretrain/compute_losses.style_weight = 0.0
+mask_pretrain/train.num_steps = 100
+mask_pretrain/train.learning_rate = 0.0001
+mask_pretrain/train.trainable = 'mask_net'
+mask_pretrain/make_train_dataset.scale_range = (0.6, 1.0)
+mask_pretrain/make_train_dataset.start_step = 0
+train_phases.phases = ['mask_pretrain', 'end2end']
+"""
+
+
+def _check(tmp_path, bindings, **train_args):
+    (tmp_path / "operative_config.gin").write_text(_RECORDED)
+    gin.clear_config()
+    gin.parse_config(
+        "build_model.low_res = 32\nmask_pretrain/compute_losses.style_weight = 0.0\n"
+        "train_phases.phases = ['mask_pretrain', 'end2end']\n" + bindings
+    )
+    args = {"num_steps": 100, "learning_rate": 1e-4, "trainable": "mask_net", **train_args}
+    return resume.config_changes(tmp_path / "operative_config.gin", args, scope="mask_pretrain")
+
+
+def test_resume_check_sorts_changes(tmp_path):
+    from lvst_tf.training import resume as resume_lib
+
+    try:
+        assert _check(tmp_path, "") == []  # defaults, lists vs tuples, trainer-passed start_step
+        changes = {c.name: c for c in _check(tmp_path, "build_model.low_res = 64")}
+        assert changes["build_model.low_res"].kind == "structural"
+        assert (changes["build_model.low_res"].before, changes["build_model.low_res"].after) == (
+            32,
+            64,
+        )
+        changes = _check(tmp_path, "mask_pretrain/compute_losses.style_weight = 1.0", num_steps=200)
+        kinds = {c.name: c.kind for c in changes}
+        assert kinds == {"compute_losses.style_weight": "setting", "train.num_steps": "free"}
+        # An unscoped binding reaches the phase unless the phase overrides it.
+        changes = _check(tmp_path, "compute_losses.content_weight = 0.0")
+        assert [c.name for c in changes] == ["compute_losses.content_weight"]
+        assert [c.kind for c in _check(tmp_path, "", trainable="all")] == ["structural"]
+        with pytest.raises(ValueError, match=r"build_model.low_res 32 -> 64"):
+            _check(tmp_path, "build_model.low_res = 64")  # parse for the next call
+            resume_lib.check_resume(
+                tmp_path, {"num_steps": 100, "learning_rate": 1e-4, "trainable": "mask_net"},
+                "mask_pretrain", allow_config_change=True,
+            )  # fmt: skip
+        _check(tmp_path, "train.learning_rate = 1e-3")
+        args = {"num_steps": 100, "learning_rate": 1e-3, "trainable": "mask_net"}
+        with pytest.raises(ValueError, match="--allow_config_change"):
+            resume_lib.check_resume(tmp_path, args, "mask_pretrain")
+        accepted = resume_lib.check_resume(tmp_path, args, "mask_pretrain", True)
+        assert [c.name for c in accepted] == ["train.learning_rate"]
+    finally:
+        gin.clear_config()
+
+
+def _store(tmp_path, keep):
+    value = tf.Variable(0.0)
+    ckpt = tf.train.Checkpoint(value=value)
+    return checkpoints.CheckpointStore(ckpt, tmp_path / "checkpoints", keep), value
+
+
+def test_store_keeps_the_previous_checkpoint_until_the_new_one_reads_back(tmp_path, monkeypatch):
+    store, value = _store(tmp_path, keep=1)
+    for step in (1, 2):
+        value.assign(float(step))
+        store.save(step)
+    assert store.steps() == [2] and checkpoints.latest_step is not None
+    assert tf.train.latest_checkpoint(store.directory).endswith("ckpt-2")
+    # A write that does not read back: ckpt-2 (the previous one) stays, the state keeps pointing at it.
+    monkeypatch.setattr(checkpoints, "_intact", lambda prefix: not prefix.endswith("ckpt-3"))
+    value.assign(3.0)
+    with pytest.raises(OSError, match="cannot be read back"):
+        store.save(3)
+    assert 2 in store.steps()
+    assert tf.train.latest_checkpoint(store.directory).endswith("ckpt-2")
+
+
+def test_store_restores_the_newest_intact_checkpoint(tmp_path):
+    store, value = _store(tmp_path, keep=3)
+    for step in (1, 2, 3):
+        value.assign(float(step))
+        store.save(step)
+    data = next(pathlib.Path(store.directory).glob("ckpt-3.data-*"))
+    data.write_bytes(data.read_bytes()[:10])
+    assert store.find_resumable() == (2, [3])
+    fresh, restored_value = _store(tmp_path, keep=3)
+    assert fresh.restore() == 2 and float(restored_value.numpy()) == 2.0
+    assert (pathlib.Path(store.directory) / "unreadable" / data.name).is_file()
+    assert tf.train.latest_checkpoint(store.directory).endswith("ckpt-2")
+    for step in (1, 2):  # every remaining one unreadable: an error, nothing moved
+        path = next(pathlib.Path(store.directory).glob(f"ckpt-{step}.data-*"))
+        path.write_bytes(b"")
+    with pytest.raises(ValueError, match="every checkpoint"):
+        _store(tmp_path, keep=3)[0].restore()
+    assert sorted(p.name for p in pathlib.Path(store.directory).glob("ckpt-*.index")) == [
+        "ckpt-1.index",
+        "ckpt-2.index",
+    ]
+
+
+def test_stale_temp_files_are_found_and_removed(tmp_path):
+    stale = [
+        tmp_path / "checkpoints" / "ckpt-9_temp" / "part-00000-of-00001.index",
+        tmp_path / "checkpoints" / "checkpoint.tmp5e1f",
+        tmp_path / ".operative_config.gin.abc.tmp",
+    ]
+    keep = [tmp_path / "checkpoints" / "ckpt-9.index", tmp_path / "operative_config.gin"]
+    for path in stale + keep:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("x")
+    removed = checkpoints.clean_stale_temp_files(tmp_path)
+    assert len(removed) == 3
+    assert not any(p.exists() for p in stale) and all(p.exists() for p in keep)
+    assert not (tmp_path / "checkpoints" / "ckpt-9_temp").exists()

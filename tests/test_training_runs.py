@@ -132,7 +132,8 @@ def test_sigterm_saves_a_checkpoint_and_exits(tmp_path):
             started = _wait_for(lambda: "step 1/1000" in log_path.read_text(), proc, 400)
             assert started, log_path.read_text()[-3000:]
             proc.send_signal(signal.SIGTERM)
-            assert proc.wait(timeout=120) == 0
+            # 143 = 128 + SIGTERM: a scheduler can tell a stopped run from a finished one (0).
+            assert proc.wait(timeout=120) == 143
         finally:
             if proc.poll() is None:
                 proc.kill()
@@ -140,7 +141,8 @@ def test_sigterm_saves_a_checkpoint_and_exits(tmp_path):
     assert "SIGTERM received" in log and "Stopped by SIGTERM" in log
     stopped = _latest_step(workdir)
     assert 1 <= stopped < 1000
-    assert f"Finished at step {stopped}" in log
+    assert f"stopped by SIGTERM at step {stopped}: the checkpoint of step {stopped} is saved" in log
+    assert "Finished at step" not in log
 
 
 _MIRRORED_SCRIPT = """

@@ -50,11 +50,12 @@ def main(argv):
     import tensorflow as tf  # noqa: PLC0415
 
     import gin  # noqa: PLC0415
-    from lvst_tf import data, losses, models  # noqa: PLC0415
-    from lvst_tf.training import loop  # noqa: PLC0415
+    from lvst_tf import data, losses, models, training  # noqa: PLC0415
+    from lvst_tf.training import gin_utils  # noqa: PLC0415
 
-    bindings = gin.get_bindings("train")
-    source = loop._make_source(bindings.get("data_root", "samples"), "train")
+    # What `train` would get from this config (its own defaults under the bindings).
+    bindings = gin_utils.configured_arguments(training.train)
+    source = training.make_source(bindings["data_root"], bindings["train_split"])
     with_flow = losses.loss_needs_flow()
     dataset = data.make_train_dataset(source, seed=0, with_flow=with_flow)
     spec = dataset.element_spec["frames"].shape
@@ -67,7 +68,7 @@ def main(argv):
 
     strategy = tf.distribute.get_strategy()
     model = models.build_model()
-    variables = loop._select_variables(model, bindings.get("trainable", "all"))
+    variables = training.select_variables(model, bindings["trainable"])
     optimizer = keras.optimizers.Adam(learning_rate=1e-4)
     optimizer.build(variables)
 
@@ -75,7 +76,7 @@ def main(argv):
         # compute_losses reads its gin bindings when the step is traced.
         with gin.unlock_config():
             gin.bind_parameter("compute_losses.reuse_model_features", reuse)
-        step_fn, _ = loop.make_step_functions(model, optimizer, variables, strategy, batch_size)
+        step_fn, _ = training.make_step_functions(model, optimizer, variables, strategy, batch_size)
         step = tf.function(step_fn)
         start = time.perf_counter()
         step(first)
@@ -109,7 +110,7 @@ def main(argv):
     print(f"| input pipeline alone | {clips_per_s:.2f} clips/s ({data_s:.2f} s/batch) |")
     print(f"| end to end (pipeline + step) | {1 / e2e_s:.2f} steps/s ({e2e_s:.2f} s/step) |")
     if "quickstart" in " ".join(_GIN_FILE.value):
-        num_steps = int(bindings.get("num_steps", 0))
+        num_steps = int(bindings["num_steps"])
         total = trace_s + num_steps * max(e2e_s, step_s)
         print(f"| quickstart ({num_steps} steps) estimated wall-clock | {total / 60:.1f} min |")
     num_regions = int(dataset.element_spec["styles"].shape[1])

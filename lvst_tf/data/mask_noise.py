@@ -4,6 +4,11 @@ Per frame and per mask channel, independently: erosion or dilation with a random
 (the paper's noise), then, each with its own probability, Gaussian blur (soft segmenter edges), holes
 and spurious blobs, a small translation (a mask that lags the object), and rarely an empty or a full
 mask (a segmenter that failed). All randomness comes from the NumPy generator passed in.
+
+The extra corruptions (blur, holes/blobs, shift, empty/full) go beyond the paper and are ON by
+default (`MaskNoise()`'s probabilities below; every shipped config and the demo model trained with
+them). For the paper's noise alone, bind `MaskNoise.blur_prob`, `hole_prob`, `shift_prob`,
+`empty_prob` and `full_prob` to 0.
 """
 
 from __future__ import annotations
@@ -25,6 +30,9 @@ def _odd_kernel_sizes(kernel_range):
 @dataclasses.dataclass(frozen=True)
 class MaskNoise:
     """Parameters of the mask corruption; `noise(masks, rng)` applies it.
+
+    The defaults turn on the paper's erosion/dilation AND this project's extra corruptions (blur,
+    holes/blobs, shift, empty/full masks); set their probabilities to 0 for the paper's noise alone.
 
     Attributes (probabilities are per frame and channel):
       kernel_range: (min, max) odd kernel sizes in pixels (at the crop size) for erosion/dilation.

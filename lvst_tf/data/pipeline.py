@@ -434,10 +434,12 @@ def dataset_from_sampler(
       batch_size: the global batch G; global batch k holds elements `k*G .. k*G+G-1`.
       start_step: global batches already consumed.
       num_parallel_calls, prefetch: see :func:`make_train_dataset`.
-      shard: None, or `(index, count)`: this input pipeline's share of every global batch when
-        `count` pipelines (one per worker of a multi-worker run) feed one step: pipeline `index`
-        yields batches of G / count elements, `k*G + index*G/count ...`, so the pipelines together
-        see exactly the global batches of a single pipeline.
+      shard: None, or `(index, count)` or `(index, count, replicas)`: this input pipeline's share
+        of every global batch when `count` pipelines (one per worker) feed `replicas` replicas
+        each. Pipeline `index` keeps the W = G / count elements `k*G + index*W ...` of global batch
+        k and yields them as `replicas` consecutive batches of W / replicas (one per local replica,
+        as `tf.distribute` hands them out), so the pipelines together see exactly the global
+        batches of a single pipeline.
     """
     import tensorflow as tf  # here, so the readers and tools work without importing TensorFlow
 
@@ -457,17 +459,18 @@ def dataset_from_sampler(
     first = int(start_step) * batch_size
     dataset = tf.data.Dataset.range(first, np.iinfo(np.int64).max)
     if shard is not None:
-        index, count = shard
-        if not (isinstance(count, int) and count >= 1 and isinstance(index, int)):
-            raise ValueError(f"shard must be (index, count) integers, got {shard!r}.")
-        if not 0 <= index < count or batch_size % count:
+        index, count, replicas = (*shard, 1)[:3]
+        if not all(isinstance(v, int) for v in (index, count, replicas)):
+            raise ValueError(f"shard must be (index, count[, replicas]) integers, got {shard!r}.")
+        if not (0 <= index < count and replicas >= 1) or batch_size % (count * replicas):
             raise ValueError(
-                f"shard={shard!r}: need 0 <= index < count and batch_size ({batch_size}) "
-                "divisible by count."
+                f"shard={shard!r}: need 0 <= index < count, replicas >= 1 and batch_size "
+                f"({batch_size}) divisible by count * replicas."
             )
         if count > 1:
-            local_batch = batch_size // count
-            dataset = dataset.filter(lambda i: (i % batch_size) // local_batch == index)
+            share = batch_size // count
+            dataset = dataset.filter(lambda i: (i % batch_size) // share == index)
+        local_batch = batch_size // (count * replicas)
     dataset = dataset.map(
         to_dict,
         num_parallel_calls=num_parallel_calls or tf.data.AUTOTUNE,
