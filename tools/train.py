@@ -267,6 +267,11 @@ def parse_flags(argv):
         sys.exit(EXIT_USAGE)
 
 
-if __name__ == "__main__":
+def cli_main():
+    """The command line (also `lvst-train`): INFO logging, one-line flag errors, then `main`."""
     logging.set_verbosity(logging.INFO)
     app.run(main, flags_parser=parse_flags)
+
+
+if __name__ == "__main__":
+    cli_main()
