@@ -59,7 +59,7 @@ _RENDER_IMPL = flags.DEFINE_enum(
     "xla",
     ["xla", "tf"],
     "Slice implementation of the full-resolution render: 'xla' (compiled once per frame size; TF "
-    "Serving needs --xla_cpu_compilation_enabled=true) or 'tf' (no XLA, ~7x slower at 12 MP).",
+    "Serving needs --xla_cpu_compilation_enabled=true) or 'tf' (no XLA; ~3x slower render at 12 MP).",
 )
 _VERBOSE = flags.DEFINE_bool(
     "verbose", False, "Print the traceback of an error (also: env LVST_TF_TRACEBACK=1)."
