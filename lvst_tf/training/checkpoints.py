@@ -258,6 +258,18 @@ class CheckpointStore:
                 aside,
                 step,
             )
+        self.restore_step(step)
+        if unreadable:
+            self._write_state(step)
+        return step
+
+    def restore_step(self, step):
+        """Restores checkpoint `step` into the checkpoint object, checking that everything fits.
+
+        Raises:
+          ValueError: the checkpoint does not fit the model and optimizer (another model, or another
+            set of trained variables).
+        """
         prefix = self.prefix(step)
         try:
             self.checkpoint.restore(prefix).assert_existing_objects_matched()
@@ -268,9 +280,6 @@ class CheckpointStore:
                 f"current config ({first}); use the config the run was started with, or a new "
                 "--workdir."
             ) from None
-        if unreadable:
-            self._write_state(step)
-        return step
 
     def save(self, step):
         """Writes checkpoint `step`, verifies it, points the state file at it, prunes old ones.

@@ -536,9 +536,8 @@ class Trainer:
 
     def _restore_worker(self, reader):
         step, _ = reader.find_resumable()
-        if step is None:
-            return None
-        self.store.checkpoint.restore(reader.prefix(step)).assert_existing_objects_matched()
+        if step is not None:
+            reader.restore_step(step)
         return step
 
     def _make_iterator(self, start):
@@ -555,11 +554,13 @@ class Trainer:
         cfg = self.config
         if not eval_cache:
             eval_source = inputs.make_source(cfg.data_root, cfg.eval_split)
-            eval_ds = data_lib.make_train_dataset(
-                eval_source, seed=cfg.eval_seed, with_flow=self.with_flow
-            )
+            with pipeline_lib.recording_pipelines() as created:
+                eval_ds = data_lib.make_train_dataset(
+                    eval_source, seed=cfg.eval_seed, with_flow=self.with_flow
+                )
             eval_iterator = iter(eval_ds)
             eval_cache.extend(next_batch(eval_iterator) for _ in range(cfg.eval_batches))
+            pipeline_lib.close_pipelines(created)  # the batches are cached: build no more
             del eval_iterator
         warping_error = metrics_lib.video_warping_error if cfg.warping_error_in_eval else None
         sums, output_warp, input_warp = {}, [], []
@@ -804,8 +805,12 @@ class Trainer:
         finally:
             # Drop the iterator now, while Python runs normally: its destructor waits for every
             # element build in flight, so the builders are closed (and idle) first.
+            started = time.perf_counter()
             pipeline_lib.close_pipelines(self._pipelines)
             del iterator
+            waited = time.perf_counter() - started
+            if waited > 1.0:
+                logging.info("Closing the input pipeline took %.1f s.", waited)
 
 
 @gin.configurable("train", denylist=["workdir", "strategy", "allow_config_change"])
