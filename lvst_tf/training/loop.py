@@ -786,7 +786,8 @@ class Trainer:
             stopped_by = self.stop.received
             if ready:
                 current = self._reached = int(self.step.numpy())
-                if current != saved_at and self._save(current):
+                # Save the steps done since the start (none: the restored checkpoint is the state).
+                if current > start and current != saved_at and self._save(current):
                     saved_at = self._saved = current
             where = (
                 f"checkpoint of step {saved_at} in {self.ckpt_dir}"
