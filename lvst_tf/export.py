@@ -1,4 +1,5 @@
-"""SavedModel export of a trained model, with explicit signatures (METHOD sections 2 and 6).
+"""SavedModel export of a trained model, with explicit signatures (docs/method.md#data-flow,
+#subsampling).
 
 - :func:`check_output` checks an export destination before any work (no TensorFlow needed):
   nothing the exporter did not create is ever replaced (see "Output rules" below).
@@ -493,7 +494,7 @@ class StylizerModule:
             raise ValueError(f"render_impl: must be one of {RENDER_IMPLS}; got {render_impl!r}.")
         self.model = model
         self.render_impl = render_impl
-        # The soft grid mask mode (METHOD section 5) is the model's configured one, baked in.
+        # The soft grid mask mode (docs/method.md#soft-mask): the model's configured one, baked in.
         self._soft_mask_mode = str(getattr(model, "soft_mask_mode", "normalized"))
         size = int(model.low_res)
         root = tf.Module(name="lvst_stylizer")
@@ -611,8 +612,8 @@ class StylizerModule:
 
         num_frames = tf.shape(frames)[0]
         stats = self._stats(styles)
-        # The one keyframe rule (METHOD section 6): keys 0, r, 2r, ... and the last frame, and per
-        # frame its two keyframes and blend weight.
+        # The one keyframe rule (docs/method.md#subsampling): keys 0, r, 2r, ... and the last frame,
+        # and per frame its two keyframes and blend weight.
         schedule = ops.keyframe_schedule(num_frames, r)
         keys = schedule.keys
         num_keys = tf.shape(keys)[0]

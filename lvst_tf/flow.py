@@ -1,8 +1,8 @@
 """Optical flow between video frames: OpenCV DIS flow with the forward-backward validity check.
 
-One implementation for the training pipeline's temporal loss (METHOD §7, `lvst_tf.data.pipeline`) and
-the warping error of the evaluation metrics (`lvst_tf.metrics`); it lives outside the training-data
-package so the metrics do not import it.
+One implementation for the training pipeline's temporal loss (docs/method.md#losses,
+`lvst_tf.data.pipeline`) and the warping error of the evaluation metrics (`lvst_tf.metrics`); it
+lives outside the training-data package so the metrics do not import it.
 
 Convention (docs/DESIGN.md): the flow of a pair `(frame_a, frame_b)` is the **backward** flow of
 `frame_b`: a pixel `p` of `frame_b` sits at `p + flow(p)` in `frame_a`, channels `(dx, dy)` in pixels,

@@ -1,14 +1,15 @@
-"""Streaming localized video stylization with temporal grid sub-sampling (METHOD sections 2 and 6).
+"""Streaming localized video stylization with temporal grid sub-sampling (docs/method.md#data-flow,
+#subsampling).
 
 `VideoStylizer` drives the three inference pieces of the model (`encode_styles`, `predict_grids`,
 `render`, see docs/DESIGN.md):
 
 - style images are encoded once each (optionally over a region of the style image, one mask per
-  style); a `style_schedule` blends their statistics linearly over time (METHOD section 3, "style
-  transitions" [decision]);
+  style); a `style_schedule` blends their statistics linearly over time (docs/method.md#st-adain,
+  "style transitions" [decision]);
 - bilateral grids are predicted on the keyframes of `ops.keyframe_schedule` (0, r, 2r, ... and the
-  last frame); frames in between get grids blended with the schedule's weights (METHOD section 6),
-  or, in the causal `"hold"` mode, the last keyframe's grid;
+  last frame); frames in between get grids blended with the schedule's weights
+  (docs/method.md#subsampling), or, in the causal `"hold"` mode, the last keyframe's grid;
 - the ST-AdaIN state advances from keyframe to keyframe (it is passed explicitly from one
   `predict_grids` call to the next);
 - every frame is rendered at its own full resolution, one frame at a time, and clipped to [0, 1] only
@@ -432,7 +433,7 @@ class VideoStylizer:
     Args:
       model: a `LocalizedStyleModel` from `lvst_tf.models.build_model` (or any object with the same
         `encode_styles`, `predict_grids`, `render` methods, see docs/DESIGN.md).
-      r: grid sub-sampling factor, an int >= 1 (METHOD section 6). Keyframes are those of
+      r: grid sub-sampling factor, an int >= 1 (docs/method.md#subsampling). Keyframes are those of
         `ops.keyframe_schedule`: 0, r, 2r, ... and, with `"linear"`, the last frame. r = 1 predicts
         a grid for every frame.
       interpolation: one of `ops.INTERPOLATION_MODES`: `"linear"` (grids of frames between
@@ -440,7 +441,7 @@ class VideoStylizer:
         frames of latency) or `"hold"` (causal: every frame is output as soon as it arrives with the
         last keyframe's grid; the last frame is then not a keyframe).
       soft_mask_mode: None (default: the model's own mode, `model.soft_mask_mode`) or one of
-        `ops.SOFT_MASK_MODES` (`"normalized"`, `"paper"`, METHOD section 5), passed to
+        `ops.SOFT_MASK_MODES` (`"normalized"`, `"paper"`, docs/method.md#soft-mask), passed to
         `model.predict_grids`.
 
     Styles are encoded once each per call (an image used by several schedule entries once). The
@@ -850,6 +851,6 @@ class VideoStylizer:
             del frame, mask
         if pending:
             # The end of the stream makes the newest pending frame a keyframe: the last frame of
-            # `ops.keyframe_schedule` (METHOD section 6).
+            # `ops.keyframe_schedule` (docs/method.md#subsampling).
             t_last, frame_last = pending.pop()
             yield from keyframe(t_last, frame_last, pending_mask)

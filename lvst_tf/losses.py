@@ -1,8 +1,10 @@
-"""The training losses of METHOD §7: content, localized style, bilateral-grid Laplacian, temporal, mask.
+"""The training losses of docs/method.md#losses: content, localized style, bilateral-grid Laplacian,
+temporal, mask.
 
 Every loss is a small pure function of tensors that returns a float32 scalar; `compute_losses` (gin name
-`compute_losses`) assembles them for one training batch with the weights of METHOD §7 and returns the
-weighted total plus every unweighted term, so the trainer can log each one separately.
+`compute_losses`) assembles them for one training batch with the weights of docs/method.md#losses
+and returns the weighted total plus every unweighted term, so the trainer can log each one
+separately.
 
 Reductions (the paper does not state them; each is a gin choice, see docs/training.md):
 - content: mean over every element of the squared relu4_1 difference (JBL's MSE).
@@ -14,7 +16,9 @@ Reductions (the paper does not state them; each is a gin choice, see docs/traini
 - Laplacian: per grid axis (x, y, depth) the mean over cells and coefficients of the squared forward
   difference between neighbours, summed over the three axes (`laplacian_reduction="mean"`); this is the
   six-connected sum per cell divided by 2 * cells * coefficients, up to the grid boundary. `"sum"` sums
-  instead (JBL's literal form, about 10^5 times larger on a 16x16x8x12 grid).
+  instead (JBL's literal form): on one 16x16x8x12 grid of independent values it is about 2.3x10^4
+  times the mean (67,584 neighbour differences / 3 axes = 22,528; measured 22,528-22,531), and it
+  grows with the number of grids in the batch, which the mean does not.
 - temporal: mean over pixels and channels of the visibility-weighted L1 (Lai et al. 2018 divide by the
   pixel count, not by the weight sum).
 - mask: mean binary cross-entropy over pixels.
@@ -26,7 +30,7 @@ import gin
 from lvst_tf import ops
 from lvst_tf.models import st_adain
 
-_EPS = 1e-5  # Inside the sqrt of masked variances, like the model's ST-AdaIN (METHOD §3).
+_EPS = 1e-5  # In the sqrt of masked variances, as in ST-AdaIN (docs/method.md#st-adain).
 _BCE_EPS = 1e-6
 
 TERMS = ("content", "style", "laplacian", "temporal", "mask")
@@ -46,7 +50,7 @@ region_masks_from_objects = ops.region_masks
 
 
 def content_loss(output_features, content_features):
-    """Content loss (METHOD §7): mean squared error of VGG relu4_1 features.
+    """Content loss (docs/method.md#losses): mean squared error of VGG relu4_1 features.
 
     Args:
       output_features: `[N, h, w, C]` features of the output.
@@ -67,7 +71,8 @@ def content_loss(output_features, content_features):
 
 
 def masked_mean_std(features, masks, eps=_EPS):
-    """Per-region, per-channel statistics of features over soft masks (METHOD §7, localized style).
+    """Per-region, per-channel statistics of features over soft masks (docs/method.md#losses,
+    localized style).
 
     The loss's reading of the one owner of masked statistics, `st_adain.masked_moments`: masks are
     resized to the feature resolution by `st_adain.resize_mask` with the "area" fallback (exact
@@ -102,7 +107,8 @@ def localized_style_loss(
     channel_reduction="mean",
     min_region_fraction=0.01,
 ):
-    """Localized style loss (METHOD §7): per-region masked statistics vs each region's style.
+    """Localized style loss (docs/method.md#losses): per-region masked statistics vs each region's
+    style.
 
     Args:
       output_features: list of L tensors `[N, h_i, w_i, C_i]` (VGG relu1_1..relu4_1 of the output).
@@ -145,7 +151,8 @@ def localized_style_loss(
 
 
 def bilateral_laplacian_loss(grids, reduction="mean"):
-    """Six-connected Laplacian smoothness of bilateral grids (METHOD §7, JBL's grid regulariser).
+    """Six-connected Laplacian smoothness of bilateral grids (docs/method.md#losses, JBL's grid
+    regulariser).
 
     Args:
       grids: `[..., GH, GW, GD, C]` (e.g. region grids `[B, T, K, GH, GW, GD, 12]`).
@@ -194,7 +201,7 @@ def _flatten_pairs(video):
 
 
 def temporal_loss(output, frames, flow, flow_valid=None, alpha=50.0, warp_fn=None):
-    """Flow-warped temporal loss (METHOD §7, Lai et al. 2018).
+    """Flow-warped temporal loss (docs/method.md#losses, Lai et al. 2018).
 
     mean over pixels and channels of `V * flow_valid * |O_t - warp(O_{t-1}, flow[t-1])|` with the
     visibility weight `V = exp(-alpha * ||I_t - warp(I_{t-1}, flow[t-1])||^2)` (no gradient).
@@ -229,7 +236,7 @@ def temporal_loss(output, frames, flow, flow_valid=None, alpha=50.0, warp_fn=Non
 
 
 def frame_difference_loss(output, frames):
-    """Flow-free temporal loss (METHOD §7 option): mean |(O_t - O_{t-1}) - (I_t - I_{t-1})|.
+    """Flow-free temporal loss (docs/method.md#losses): mean |(O_t - O_{t-1}) - (I_t - I_{t-1})|.
 
     Args:
       output, frames: `[B, T, H, W, 3]`.
@@ -246,7 +253,8 @@ def frame_difference_loss(output, frames):
 
 
 def mask_loss(enhanced_masks, clean_masks):
-    """Mask loss (METHOD §7): binary cross-entropy of the enhanced masks against the clean masks.
+    """Mask loss (docs/method.md#losses): binary cross-entropy of the enhanced masks against the
+    clean masks.
 
     Args:
       enhanced_masks: `[B, T, l, l, K-1]` in (0, 1) (MaskNet output at the low resolution).
@@ -302,7 +310,8 @@ def compute_losses(
     min_region_fraction=0.01,
     reuse_model_features=True,
 ):
-    """All training losses for one batch (METHOD §7). Terms with weight 0 are not computed.
+    """All training losses for one batch (docs/method.md#losses). Terms with weight 0 are not
+    computed.
 
     Args:
       model: the `LocalizedStyleModel` (its frozen `encoder` gives the VGG features).
@@ -312,8 +321,8 @@ def compute_losses(
       outputs: the model's training outputs: `output [B,T,S,S,3]`, `enhanced_masks [B,T,l,l,K-1]`,
         `region_grids [B,T,K,GH,GW,GD,12]`, and optionally the VGG taps the model computed,
         `content_features` (`[B,T,l/2^i,l/2^i,C]`) and `style_features` (`[B,K,l/2^i,l/2^i,C]`).
-      content_weight, style_weight, laplacian_weight, temporal_weight, mask_weight: METHOD §7
-        weights (0.5, 1, 0.15, 10, 1).
+      content_weight, style_weight, laplacian_weight, temporal_weight, mask_weight: the weights of
+        docs/method.md#losses (0.5, 1, 0.15, 10, 1).
       temporal_mode: "flow" (warped L1 with visibility weight), "frame_difference" (flow-free), or
         "none".
       temporal_alpha: visibility sharpness of the flow mode.

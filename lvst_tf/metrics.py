@@ -1,4 +1,5 @@
-"""Evaluation metrics and the training-free baseline of METHOD §9 (NumPy / OpenCV, no TensorFlow).
+"""Evaluation metrics and the training-free baseline of docs/method.md#evaluation (NumPy / OpenCV,
+no TensorFlow).
 
 Every function takes NumPy arrays (TF eager tensors convert) and returns NumPy values; importing this
 module has no side effects and does not import TensorFlow, so the training loop can call it cheaply.
@@ -258,7 +259,7 @@ def statistics_distance(mean_a, std_a, mean_b, std_b) -> np.ndarray:
 
 
 def style_distance(frames, masks, styles) -> np.ndarray:
-    """Per-region Lab style distance (METHOD §9, "style fidelity per region").
+    """Per-region Lab style distance (docs/method.md#evaluation, "a style distance per region").
 
     For frame t and region k: `D = ||mu_k(O_t) - mu(S_k)||_2 + ||sigma_k(O_t) - sigma(S_k)||_2`, where
     `mu_k, sigma_k` are the region-weighted Lab mean / std of the frame over region k (weights from
@@ -300,7 +301,8 @@ def _distance_matrix(
 
 
 def leakage(inputs, outputs, masks, styles) -> dict[str, np.ndarray]:
-    """Style leakage between regions (METHOD §9), as the loss of the region's style margin.
+    """Style leakage between regions (docs/method.md#evaluation), as the loss of the region's style
+    margin.
 
     With `D(X_j, S)` the Lab style distance of region j of image X to style S (:func:`style_distance`)
     and the margin `m_ij(X) = D(X_j, S_i) - D(X_j, S_j)` (how much closer region j is to its own style
@@ -352,7 +354,8 @@ def feature_style_distance(
     encoder: Callable[[np.ndarray], Sequence],
     size: int | None = 256,
 ) -> np.ndarray:
-    """Per-region style distance on deep features (e.g. VGG-19 relu1_1..relu4_1, METHOD §9).
+    """Per-region style distance on deep features (e.g. VGG-19 relu1_1..relu4_1,
+    docs/method.md#evaluation).
 
     For each layer l with C_l channels: `d_l = (||mu_lk(O_t) - mu_l(S_k)||_2 + ||sigma_lk(O_t) -
     sigma_l(S_k)||_2) / sqrt(C_l)` (per-channel RMS, so wide layers do not dominate), with the region
@@ -477,7 +480,7 @@ def warping_flows(frames, preset: str = "medium") -> tuple[np.ndarray, np.ndarra
 
 
 def warping_error(outputs, flow, valid, per_pair: bool = False):
-    """Warping error of Lai et al. (2018), METHOD §9.
+    """Warping error of Lai et al. (2018), docs/method.md#evaluation.
 
     `E = 1/(T-1) sum_t [ sum_p V_t(p) ||O_t(p) - warp(O_{t+1}, F_t)(p)||_2^2 / sum_p V_t(p) ]`, with
     `F_t, V_t` from :func:`warping_flows` on the input video, O in RGB [0, 1] and the squared norm
@@ -589,7 +592,8 @@ def luminance_gradient(images) -> np.ndarray:
 
 
 def gradient_ssim(outputs, inputs) -> np.ndarray:
-    """Structure preservation (METHOD §9): SSIM between the luminance gradient magnitudes.
+    """Structure preservation (docs/method.md#evaluation): SSIM between the luminance gradient
+    magnitudes.
 
     `S_t = SSIM(|grad L(O_t)|, |grad L(I_t)|)` with :func:`luminance_gradient` and :func:`ssim`
     (data range 1). 1 means the output keeps every edge of the input with the same strength.
@@ -609,14 +613,16 @@ def gradient_ssim(outputs, inputs) -> np.ndarray:
 
 
 def reinhard_transfer(frames, masks, styles, clip: bool = True, eps: float = 1e-6) -> np.ndarray:
-    """Per-frame, per-region colour transfer in Lab (Reinhard et al. 2001; METHOD §9 baseline).
+    """Per-frame, per-region colour transfer in Lab (Reinhard et al. 2001; docs/method.md#evaluation
+    baseline).
 
     For every frame and region k: `lab_k = (lab - mu_k) / sigma_k * sigma(S_k) + mu(S_k)` per channel,
     with `mu_k, sigma_k` the region-weighted Lab statistics of the frame and `mu(S_k), sigma(S_k)`
     those of the whole style image k. The K results are composited in Lab with the region weights
     normalised to sum to 1 per pixel (the soft masks blend them), then converted to sRGB. With a hard
     mask and `clip=False` region k of the output has exactly the style's Lab mean and std. Deviation
-    from the original paper: CIE Lab instead of Ruderman's l-alpha-beta (METHOD §9 says Lab).
+    from the original paper: CIE Lab instead of Ruderman's l-alpha-beta (docs/method.md#evaluation:
+    Lab).
 
     Args:
       frames: `[T, H, W, 3]` or `[H, W, 3]` RGB in [0, 1] (uint8 divided by 255).

@@ -4,7 +4,7 @@ Everything here is plain TensorFlow (no custom kernels), `tf.function`-friendly,
 results with and without `jit_compile=True` (within 1e-5). See docs/ops.md for the spec in prose and
 the measured speed.
 
-Slicing convention (METHOD section 4, the HDRNet convention, exactly):
+Slicing convention (docs/method.md#slicing, the HDRNet convention, exactly):
   grid `[B, GH, GW, GD, C]`, guide `[B, H, W]`. Pixel (y, x) sits at continuous grid
   coordinates `gx = (x + 0.5) * GW / W`, `gy = (y + 0.5) * GH / H`, `gz = clip(guide, 0, 1) * GD`;
   grid samples sit at cell centres `i + 0.5`. The value is the trilinear tent-weighted sum over the
@@ -265,7 +265,7 @@ _slice_apply_core_xla = tf.function(_slice_apply_core, jit_compile=True, autogra
 
 
 def bilateral_slice(grid, guide, impl="auto"):
-    """Slices a bilateral grid with a guide map (METHOD section 4, HDRNet convention).
+    """Slices a bilateral grid with a guide map (docs/method.md#slicing, HDRNet convention).
 
     Args:
       grid: `[B, GH, GW, GD, C]` float32.
@@ -295,7 +295,7 @@ def bilateral_slice(grid, guide, impl="auto"):
 
 
 def bilateral_slice_apply(grid, guide, image, impl="auto"):
-    """Slices an affine-coefficient grid and applies it to the image (METHOD section 4).
+    """Slices an affine-coefficient grid and applies it to the image (docs/method.md#slicing).
 
     Args:
       grid: `[B, GH, GW, GD, 12]` float32; coefficient `4 * row + col` of a row-major 3x4 matrix A.
@@ -369,7 +369,7 @@ def _check_grid_shape(grid_shape):
 
 
 def soft_grid_mask(guide, mask, grid_shape=(16, 16, 8), mode="normalized"):
-    """Projects a pixel mask into the bilateral grid (METHOD section 5, supplement Algorithm 1).
+    """Projects a pixel mask into the bilateral grid (Algorithm 1, docs/method.md#soft-mask).
 
     Pixel (y, x) belongs to cell (floor(y * GH / H), floor(x * GW / W)); H and W need not be
     multiples of the grid size, and the mask may be soft.
@@ -461,7 +461,8 @@ def region_masks(object_masks):
 
 
 def blend_grids(grids, grid_masks):
-    """Blends K region grids with their soft grid masks (METHOD section 2 step 5, section 5).
+    """Blends K region grids with their soft grid masks (docs/method.md#data-flow step 5,
+    #soft-mask).
 
     Args:
       grids: `[B, K, GH, GW, GD, 12]` float32.
@@ -501,7 +502,8 @@ def blend_grids(grids, grid_masks):
 
 
 class KeyframeSchedule(typing.NamedTuple):
-    """Which frames are keyframes, and how every frame blends its two keyframes (METHOD section 6).
+    """Which frames are keyframes, and how every frame blends its two keyframes
+    (docs/method.md#subsampling).
 
     Attributes:
       keys: `[N_key]` int32 keyframe indices: 0, r, 2r, ... and always the last frame.
@@ -518,7 +520,7 @@ class KeyframeSchedule(typing.NamedTuple):
 
 
 def keyframe_schedule(num_frames, r):
-    """The keyframe rule of temporal grid sub-sampling, as tensors (METHOD section 6).
+    """The keyframe rule of temporal grid sub-sampling, as tensors (docs/method.md#subsampling).
 
     The one place that defines it: keyframes 0, r, 2r, ... plus the last frame, and linear
     interpolation weights between them. Works on python ints and on int32 scalar tensors (inside a
@@ -561,7 +563,7 @@ def keyframe_indices(num_frames, r):
 
 
 def interpolate_grids(key_grids, key_indices, num_frames, mode="linear"):
-    """Grids for every frame from keyframe grids (METHOD section 6).
+    """Grids for every frame from keyframe grids (docs/method.md#subsampling).
 
     Args:
       key_grids: `[N_key, ...]` float32, one grid (any shape) per keyframe.

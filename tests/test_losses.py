@@ -1,4 +1,4 @@
-"""Losses (METHOD §7) against NumPy references."""
+"""Losses (docs/method.md#losses) against NumPy references."""
 
 import numpy as np
 import pytest

@@ -1,4 +1,5 @@
-"""Metric functions on synthetic cases with known answers (lvst_tf.metrics, METHOD §9)."""
+"""Metric functions on synthetic cases with known answers (lvst_tf.metrics,
+docs/method.md#evaluation)."""
 
 import cv2
 import numpy as np

@@ -12,7 +12,7 @@ from lvst_tf.models import encoder as encoder_lib
 
 LOW = 64  # low_res of the test models: grid 4x4x8
 
-# Supplement Table 1 as METHOD.md reads it: every trainable kernel (kh, kw, in, out).
+# Supplement Table 1 as docs/method.md#network reads it: every trainable kernel (kh, kw, in, out).
 EXPECTED_KERNELS = {
     "mask_net/m1": (3, 3, 4, 16),
     "mask_net/m2": (3, 3, 16, 8),

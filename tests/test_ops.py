@@ -1,4 +1,5 @@
-"""Tests of lvst_tf.ops against independent float64 NumPy per-pixel references (METHOD 4-6)."""
+"""Tests of lvst_tf.ops against independent float64 NumPy per-pixel references
+(docs/method.md#slicing, #soft-mask, #subsampling)."""
 
 import itertools
 import math
@@ -13,7 +14,7 @@ IMPLS = ("tf", "xla")
 
 
 # ------------------------------------------------------------------------------------------------
-# NumPy references, written straight from the spec in METHOD.md (loops, float64).
+# NumPy references, written straight from the spec in docs/ops.md (loops, float64).
 
 
 def ref_slice(grid, guide):
@@ -311,7 +312,7 @@ def test_soft_grid_mask_full_and_empty():
 
 
 def test_paper_soft_mask_flaw():
-    """METHOD section 5: a fully masked cell whose guide spans two bins gets values below 1.
+    """docs/method.md#soft-mask: a fully masked cell whose guide spans two bins gets values below 1.
 
     One 8x8 cell, GD = 8, mask = 1 everywhere; half the pixels have guide 0.1 (zD = 1), half 0.3
     (zD = 3). "paper" writes 32/64 = 0.5 into bins 0 and 2 (where the object's pixels are!) and

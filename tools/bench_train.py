@@ -27,7 +27,7 @@ _GIN_BINDINGS = flags.DEFINE_multi_string("gin_bindings", [], "Extra gin binding
 _STEPS = flags.DEFINE_integer("steps", 10, "Timed training steps (each of the two step timings).")
 _BATCHES = flags.DEFINE_integer("batches", 10, "Timed input-pipeline batches.")
 
-# The paper's schedule (METHOD §8) and its reported cost: "about two days on one V100".
+# The paper's schedule (docs/method.md#training) and its cost: "about two days on one V100".
 PAPER_STEPS = 20_000 + 90_000
 PAPER_DAYS_REPORTED = 2.0
 

@@ -1,4 +1,5 @@
-r"""Evaluates a model: the timing table (supplement Table 2) or the quality table (METHOD §9).
+r"""Evaluates a model: the timing table (supplement Table 2) or the quality table
+(docs/method.md#evaluation).
 
 Usage:
   # Seconds per frame at the paper's resolutions for r = 1 and r = 8 (markdown to stdout, CSV too);

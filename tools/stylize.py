@@ -1,4 +1,5 @@
-r"""Stylizes a video with localized photorealistic style transfer, streaming (METHOD sections 2, 6).
+r"""Stylizes a video with localized photorealistic style transfer, streaming
+(docs/method.md#data-flow, #subsampling).
 
 A thin absl main over `lvst_tf.stylize_video` (docs/stylize.md has the full description).
 

@@ -1,4 +1,5 @@
-r"""Trains the localized video style transfer model (METHOD §7-8) from gin configs.
+r"""Trains the localized video style transfer model (docs/method.md#losses, #training) from gin
+configs.
 
 A thin absl main over `lvst_tf.training`; all hyperparameters live in gin (see docs/training.md).
 

@@ -1,5 +1,5 @@
-"""Training data (METHOD §7-8): clip sources, the tf.data pipeline, mask noise, styles
-(optical flow: `lvst_tf.flow`).
+"""Training data (docs/method.md#losses, #training): clip sources, the tf.data pipeline, mask noise,
+styles (optical flow: `lvst_tf.flow`).
 
 Sources: `DavisFolder`, `TfdsDavis`, `VideoFolder` (each iterable over `Sequence(name, frames,
 instances)`). Pipeline: `make_train_dataset`. Shipped sample media: `samples_root()`.

@@ -1,4 +1,5 @@
-"""Mask corruption for training (METHOD §8): the network sees noisy masks, the losses use clean ones.
+"""Mask corruption for training (docs/method.md#training): the network sees noisy masks, the losses
+use clean ones.
 
 Per frame and per mask channel, independently: erosion or dilation with a random elliptical kernel
 (the paper's noise), then, each with its own probability, Gaussian blur (soft segmenter edges), holes

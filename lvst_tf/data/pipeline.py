@@ -1,4 +1,5 @@
-"""The training input pipeline (METHOD §7-8): clips, clean/noisy masks, styles and optical flow.
+"""The training input pipeline (docs/method.md#losses, #training): clips, clean/noisy masks, styles
+and optical flow.
 
 Each element is built in NumPy/OpenCV by :class:`ClipSampler` from its index alone: the element's
 random generator is seeded by `(seed, index)`. `tf.data` maps the element indices through
@@ -269,7 +270,7 @@ def make_train_dataset(
     prefetch=2,
     shard=None,
 ):
-    """An endless `tf.data.Dataset` of training batches (METHOD §7-8).
+    """An endless `tf.data.Dataset` of training batches (docs/method.md#losses, #training).
 
     Args:
       source: a clip source (`DavisFolder`, `TfdsDavis`, `VideoFolder`) or a folder path (DAVIS
@@ -288,8 +289,8 @@ def make_train_dataset(
         corruptions (blur, holes/blobs, shift, empty/full masks): they are ON unless their
         `MaskNoise.*_prob` bindings are 0 (see `MaskNoise`).
       foreground: "subset" (a random non-empty subset of the instances in the clip, the decision of
-        METHOD §8) or "union" (all of them). With K > 2 the chosen instances are dealt in random order
-        over the K - 1 masks.
+        docs/method.md#training) or "union" (all of them). With K > 2 the chosen instances are dealt
+        in random order over the K - 1 masks.
       scale_range: zoom of the native frames drawn log-uniformly from (low, high) before cropping;
         frames whose short side is below S are first resized up to S.
       flip: random horizontal flip of the whole clip.

@@ -130,7 +130,7 @@ def _resolve_resolution(resolution: str) -> str:
 
 @gin.configurable
 class DavisFolder(ClipSource):
-    """A DAVIS 2017 folder in its official layout (METHOD §8).
+    """A DAVIS 2017 folder in its official layout (docs/method.md#training).
 
     `root/JPEGImages/<res>/<seq>/%05d.jpg`, `root/Annotations/<res>/<seq>/%05d.png` (palette PNGs, the
     palette index is the instance id, 0 background), `root/ImageSets/2017/<split>.txt`.

@@ -1,4 +1,5 @@
-"""Style-image sources for training (METHOD §8, decision: default = frames of other sequences).
+"""Style-image sources for training (docs/method.md#training, decision: default = frames of other
+sequences).
 
 A style source draws one `[S, S, 3]` uint8 RGB image per call of `sample(rng, size, exclude)`: the
 image is resized so its short side is `size` and cropped at a random square (styles enter the model
@@ -143,7 +144,8 @@ class TfdsImageStyles(StyleSource):
 
 @gin.configurable
 class SequenceFrameStyles(StyleSource):
-    """Default style source: a random frame of another sequence of the content source (METHOD §8).
+    """Default style source: a random frame of another sequence of the content source
+    (docs/method.md#training).
 
     With a single sequence, its own frames are used.
     """

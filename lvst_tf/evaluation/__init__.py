@@ -1,4 +1,5 @@
-"""The evaluation behind `tools/eval.py` (METHOD §9): timing, quality with K regions, reports.
+"""The evaluation behind `tools/eval.py` (docs/method.md#evaluation): timing, quality with K
+regions, reports.
 
 - `lvst_tf.evaluation.timing`: the supplement's Table 2 layout (seconds per frame per r and
   resolution), `run_timing`.

@@ -1,4 +1,5 @@
-"""Quality evaluation with K regions (METHOD §9): our model at each r and two training-free baselines.
+"""Quality evaluation with K regions (docs/method.md#evaluation): our model at each r and two
+training-free baselines.
 
 Per video and as the mean over videos: warping error and its input floor, the Lab style distance of
 every region to its style, the leakage of every region's style into every other region (ordered

@@ -1,4 +1,4 @@
-"""Timing of a loaded model: the supplement's Table 2 layout (METHOD §9).
+"""Timing of a loaded model: the supplement's Table 2 layout (docs/method.md#evaluation).
 
 Seconds per frame for each grid sub-sampling factor r (rows) and resolution (columns), split into the
 low-res stream (`predict_grids`, once per keyframe, so divided by r) and the full-res render (every

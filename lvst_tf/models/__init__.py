@@ -1,4 +1,5 @@
-"""The network of supplement Table 1 as Keras layers, and `build_model` (METHOD sections 2-3).
+"""The network of supplement Table 1 as Keras layers, and `build_model` (docs/method.md#data-flow,
+#network).
 
 Modules: `encoder` (frozen VGG-19), `mask_net` (M1-M3), `guide` (G1-G2), `st_adain` (masked temporal
 ST-AdaIN), `splatting` (splatting blocks 1-3), `grid_head` (L1, L2, F, Gamma), `model`

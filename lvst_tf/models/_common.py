@@ -3,7 +3,8 @@
 import keras
 import numpy as np
 
-# Names accepted for the hidden activation of MaskNet and Guide (METHOD section 3 decision).
+# Names accepted for the hidden activation of MaskNet and Guide (a decision,
+# docs/method.md#network).
 HIDDEN_ACTIVATIONS = (None, "relu", "leaky_relu", "elu", "tanh", "sigmoid", "gelu", "swish")
 
 

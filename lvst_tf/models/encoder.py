@@ -1,4 +1,4 @@
-"""The frozen VGG-19 encoder (METHOD section 3): taps relu1_1, relu2_1, relu3_1, relu4_1.
+"""The frozen VGG-19 encoder (docs/method.md#network): taps relu1_1, relu2_1, relu3_1, relu4_1.
 
 The network is Keras' own `keras.applications.VGG19` (include_top=False), cut after `block4_conv1`, with
 Keras' own "caffe" preprocessing done in the graph: inputs in [0, 1] are scaled to [0, 255], turned into
@@ -283,7 +283,7 @@ def build_vgg_trunk():
 
 @keras.saving.register_keras_serializable(package="lvst_tf")
 class VGGEncoder(keras.layers.Layer):
-    """Frozen VGG-19 features relu1_1..relu4_1 of images in [0, 1] (METHOD section 3).
+    """Frozen VGG-19 features relu1_1..relu4_1 of images in [0, 1] (docs/method.md#network).
 
     Call: `images [N, h, w, 3]` float32 in [0, 1] (h, w multiples of 8 for exact tap sizes) -> list of 4
     tensors `[N, h, w, 64]`, `[N, h/2, w/2, 128]`, `[N, h/4, w/4, 256]`, `[N, h/8, w/8, 512]`.

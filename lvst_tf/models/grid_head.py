@@ -1,4 +1,4 @@
-"""Grid prediction head L1, L2, F, Gamma (supplement Table 1, METHOD section 3)."""
+"""Grid prediction head L1, L2, F, Gamma (supplement Table 1, docs/method.md#network)."""
 
 import keras
 import numpy as np

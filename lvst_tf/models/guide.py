@@ -6,8 +6,9 @@ G2 o G1 is linear before the sigmoid, so the two 3x3 convolutions compose into o
 reads G1's zero padding (not G1's bias); those four lines are recomputed with the plain convolution
 pair on thin slabs. A 5x5 convolution with a single output channel runs poorly in oneDNN, so it is
 evaluated in polyphase form: 8 neighbouring pixels of a row are viewed as 24 channels (a free reshape),
-and one 5x3 convolution 24 -> 8 produces them all. At 3000x4000 this measured about 8x faster than the
-plain pair on this CPU, and agrees with it to float32 rounding (~1e-6).
+and one 5x3 convolution 24 -> 8 produces them all. At 3000x4000 the plain pair took 3.0-3.1x as long
+on this CPU (tools/bench_model.py, docs/benchmarks.md), and this form agrees with it to float32
+rounding (~1e-6).
 """
 
 import keras
@@ -42,8 +43,8 @@ _POLY_INDEX = _polyphase_index()
 class Guide(keras.layers.Layer):
     """Guide map of an image: G1 16 (3x3), G2 1 (3x3, sigmoid), stride 1.
 
-    Runs at the low resolution for the soft grid masks and at full resolution for rendering (METHOD
-    section 2 steps 5-6); at 3000x4000 its convolutions dominate the render time.
+    Runs at the low resolution for the soft grid masks and at full resolution for rendering
+    (docs/method.md#data-flow, steps 5-6); at 3000x4000 its convolutions dominate the render time.
 
     Call: `images [N, H, W, 3]` float32 in [0, 1] -> `[N, H, W]` float32 in [0, 1].
 

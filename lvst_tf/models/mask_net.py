@@ -1,4 +1,4 @@
-"""Mask enhancement network M1-M3 (supplement Table 1, METHOD section 2 step 2)."""
+"""Mask enhancement network M1-M3 (supplement Table 1, docs/method.md#data-flow, step 2)."""
 
 import keras
 import tensorflow as tf

@@ -1,11 +1,13 @@
-"""The assembled localized style model (METHOD sections 2-3) and its gin factory `build_model`.
+"""The assembled localized style model (docs/method.md#data-flow, #network) and its gin factory
+`build_model`.
 
-Data flow of one frame (METHOD section 2): the frame and its K - 1 object masks are resized to the
-low resolution l x l; MaskNet enhances each object mask; the background region is 1 - max_k of the
-enhanced masks; VGG features of the frame are computed once; the splatting blocks and the grid head run
-once per region (the K regions batched as B * K, weights shared across regions), each with its region
-mask and its style's statistics; the K grids are blended with soft grid masks built from the low-res
-guide; the full-resolution frame is rendered with the full-resolution guide and bilateral slicing.
+Data flow of one frame (docs/method.md#data-flow): the frame and its K - 1 object masks are resized
+to the low resolution l x l; MaskNet enhances each object mask; the background region is 1 - max_k
+of the enhanced masks; VGG features of the frame are computed once; the splatting blocks and the
+grid head run once per region (the K regions batched as B * K, weights shared across regions), each
+with its region mask and its style's statistics; the K grids are blended with soft grid masks built
+from the low-res guide; the full-resolution frame is rendered with the full-resolution guide and
+bilateral slicing.
 
 Mixed precision (`keras.mixed_precision.set_global_policy("mixed_float16")` before `build_model`): the
 convolutions of MaskNet, the VGG trunk, the splatting blocks and L1/L2/F of the grid head compute in
@@ -111,10 +113,10 @@ _finish_from_guide = tf.function(_finish_from_guide, jit_compile=True, autograph
 def _paper_two_region_masks(grid_masks, num_regions_static):
     """The paper's two-region blend weights for K = 2: `[M, 1 - M]`, M the object's soft grid mask.
 
-    Gamma = M Gamma_fg + (1 - M) Gamma_bg (METHOD section 5) uses the object's Algorithm 1 mask only;
-    the background's own soft mask is not used, so wherever M < 1 inside the object (a fully
-    masked cell whose guide spans several bins) the background grid leaks in. For K > 2 the paper
-    gives no rule: the K soft masks are normalised as in "normalized" mode.
+    Gamma = M Gamma_fg + (1 - M) Gamma_bg (docs/method.md#soft-mask) uses the object's Algorithm 1
+    mask only; the background's own soft mask is not used, so wherever M < 1 inside the object (a
+    fully masked cell whose guide spans several bins) the background grid leaks in. For K > 2 the
+    paper gives no rule: the K soft masks are normalised as in "normalized" mode.
 
     Args:
       grid_masks: `[B, K, GH, GW, GD]` Algorithm 1 masks of the K regions (background last).
@@ -132,7 +134,8 @@ def _paper_two_region_masks(grid_masks, num_regions_static):
 
 @keras.saving.register_keras_serializable(package="lvst_tf")
 class LocalizedStyleModel(keras.Model):
-    """The network of supplement Table 1 with K-region composition (METHOD sections 2-3).
+    """The network of supplement Table 1 with K-region composition (docs/method.md#data-flow,
+    #network).
 
     Members: `encoder` (frozen VGGEncoder), `mask_net`, `guide`, `blocks` (3 SplattingBlocks),
     `head` (GridHead), `low_res`, `grid_shape` = (GH, GW, GD).
@@ -323,7 +326,7 @@ class LocalizedStyleModel(keras.Model):
         Returns:
           dict `mean_i`, `std_i` (i = 0..5), each `[B, K, C_i]` float32 (B = 1 for the unbatched
           forms), C = (8, 128, 16, 256, 32, 512). Statistics of different styles may be blended
-          linearly (style transitions, METHOD section 3).
+          linearly (style transitions, docs/method.md#st-adain).
           With `return_features=True`, `(stats, features)`: also the four VGG taps of the styles at
           the low resolution, `[B, K, l / 2^i, l / 2^i, C]` (the training losses reuse them).
         """
@@ -432,7 +435,8 @@ class LocalizedStyleModel(keras.Model):
         training=False,
         return_features=False,
     ):
-        """Grids for one keyframe (METHOD section 2 steps 1-5), with explicit ST-AdaIN state.
+        """Grids for one keyframe (docs/method.md#data-flow, steps 1-5), with explicit ST-AdaIN
+        state.
 
         Args:
           frames: `[B, H, W, 3]` float in [0, 1] or uint8, any H, W (resized to low_res inside).
@@ -596,7 +600,8 @@ class LocalizedStyleModel(keras.Model):
 
     # ------------------------------------------------------------------ rendering
     def render(self, grids, frames, impl="auto"):
-        """Full-resolution render (METHOD section 2 step 6): guide at full res + slice/apply.
+        """Full-resolution render (docs/method.md#data-flow, step 6): guide at full res +
+        slice/apply.
 
         Args:
           grids: `[B, GH, GW, GD, 12]` float32.
@@ -623,7 +628,7 @@ class LocalizedStyleModel(keras.Model):
         Args:
           grids: `[B, GH, GW, GD, 12]` float32.
           frames: `[B, H, W, 3]` uint8 (0..255) or float in [0, 1], any H, W.
-          clip: clip the output to [0, 1] (the pipeline's only clipping, METHOD section 2).
+          clip: clip the output to [0, 1] (the pipeline's only clipping, docs/method.md#data-flow).
 
         Returns:
           `[B, H, W, 3]` float32; equals `render(grids, frames / 255 or frames)` (clipped) up to

@@ -1,4 +1,4 @@
-"""Splatting blocks 1-3 (supplement Table 1 with METHOD section 3's reading).
+"""Splatting blocks 1-3 (supplement Table 1 with the reading of docs/method.md#network).
 
 Block b takes the content/style features (c, s) of the previous scale and the VGG features (vc, vs) at
 its own output scale:

@@ -1,4 +1,4 @@
-"""Masked, temporal ST-AdaIN (METHOD section 3, "ST-AdaIN").
+"""Masked, temporal ST-AdaIN (docs/method.md#st-adain, "ST-AdaIN").
 
 Masked AdaIN: y = sigma_s * (x - mu_m(x)) / sigma_m(x) + mu_s, where mu_m, sigma_m are per-channel
 statistics of the content feature x over the region mask (area-resized to the feature resolution,
@@ -148,7 +148,7 @@ def _has_state(state):
 
 @keras.saving.register_keras_serializable(package="lvst_tf")
 class STAdaIN(keras.layers.Layer):
-    """Masked AdaIN with a learnable temporal blend of its output (METHOD section 3).
+    """Masked AdaIN with a learnable temporal blend of its output (docs/method.md#st-adain).
 
     Call: `(x, mask, style_mean, style_std, state=None, regions=None)`:
       x `[N, h, w, C]` content feature; mask `[N, hm, wm]` region mask in [0, 1] at any resolution

@@ -1,4 +1,5 @@
-"""Training (METHOD §7-8): the `Trainer`, its gin entry points `train` and `train_phases`.
+"""Training (docs/method.md#losses, #training): the `Trainer`, its gin entry points `train` and
+`train_phases`.
 
 See docs/training.md. `train(workdir, num_steps=...)` (gin name `train`) trains one phase with a
 `Trainer`; `train_phases(workdir)` (gin name `train_phases`) runs the phases of gin/paper.gin in

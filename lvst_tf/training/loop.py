@@ -1,4 +1,5 @@
-"""The training loop (METHOD §8): a public `Trainer`, and the gin entry points `train`, `train_phases`.
+"""The training loop (docs/method.md#training): a public `Trainer`, and the gin entry points
+`train`, `train_phases`.
 
 `train(workdir, ...)` (gin name `train`) checks its arguments into a `TrainConfig` and runs one phase
 with a `Trainer`; `train_phases(workdir, ...)` (gin name `train_phases`) runs several phases in
@@ -189,7 +190,8 @@ class TrainConfig:
 
 
 def select_variables(model, trainable):
-    """The variables phase `trainable` updates; the VGG encoder is always frozen (METHOD §8).
+    """The variables phase `trainable` updates; the VGG encoder is always frozen
+    (docs/method.md#training).
 
     Args:
       model: a built `LocalizedStyleModel`.
@@ -846,8 +848,8 @@ def train(
     eval_run_eagerly=False,
     allow_config_change=False,
 ):
-    """Trains one phase of the model (METHOD §8) in `workdir`, resuming from its newest intact
-    checkpoint: `Trainer(workdir, TrainConfig(...), strategy).run()`.
+    """Trains one phase of the model (docs/method.md#training) in `workdir`, resuming from its
+    newest intact checkpoint: `Trainer(workdir, TrainConfig(...), strategy).run()`.
 
     Args:
       workdir: run folder: `operative_config.gin`, `checkpoints/`, TensorBoard `train/` and `eval/`.
@@ -867,7 +869,8 @@ def train(
       seed: seeds the model initialisation and the data stream; a resumed run at step N continues the
         stream at batch N (`make_train_dataset(start_step=N)`).
       eval_seed: fixes the evaluation clips (the same clips at every evaluation).
-      learning_rate, beta_1, beta_2, epsilon: Adam (METHOD §8: 1e-4, 0.9, 0.999, 1e-8).
+      learning_rate, beta_1, beta_2, epsilon: Adam (docs/method.md#training: 1e-4, 0.9, 0.999,
+        1e-8).
       clip_norm: clip the global gradient norm to this value (None: no clipping).
       checkpoint_every: steps between checkpoints (one is always written at the end and on
         SIGINT/SIGTERM).
@@ -934,7 +937,8 @@ def train(
 def train_phases(
     workdir, phases=None, strategy=None, chain_init_checkpoint=True, allow_config_change=False
 ):
-    """Runs `train` once (phases=None) or once per phase in sequence (METHOD §8 schedule).
+    """Runs `train` once (phases=None) or once per phase in sequence (the schedule of
+    docs/method.md#training).
 
     Phase `p` trains in `workdir/p` with the gin scope `p` active, so `p/train.num_steps`,
     `p/compute_losses.mask_weight`, ... configure it. With `chain_init_checkpoint`, every phase after
