@@ -1,8 +1,8 @@
-r"""The one-command start: the shipped model stylizes the shipped clips, offline, in about a minute.
+r"""The one-command start: the shipped model stylizes the shipped clips, offline, in 2-3 minutes.
 
 Usage:
   python tools/quickstart.py                     # shipped model: stylize 2 clips + quality table
-  python tools/quickstart.py --pipeline          # train -> export -> stylize -> evaluate (~5 min)
+  python tools/quickstart.py --pipeline          # train -> export -> stylize -> evaluate (4-15 min)
   python tools/quickstart.py --pipeline --fast   # the same with the smoke config, tiny sizes (CI)
 
 Default steps (each a subprocess running one of the binaries, so every printed command can be re-run
