@@ -18,6 +18,7 @@ import pathlib
 import re
 import subprocess
 import sys
+import textwrap
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 TRACEBACK = "Traceback (most recent call last)"
@@ -50,6 +51,63 @@ def run_tool(args, cwd=None, env=None, timeout=600, stdin=None) -> Outcome:
         stdin=stdin,
     )
     return Outcome(proc.returncode, proc.stdout, proc.stderr)
+
+
+# Runs a tool (argv[2]) with `lvst_tf.loading.PRETRAINED_DIR = argv[1]` and its flags (argv[3:]);
+# with FSIZE_ENV set, writes past that many bytes fail (EFBIG, as on a full disk) instead of killing
+# the process; prints whether TensorFlow was imported, at exit.
+FSIZE_ENV = "LVST_TEST_FSIZE"
+LAUNCHER = f"""
+import atexit, os, pathlib, resource, runpy, signal, sys
+limit = os.environ.get({FSIZE_ENV!r})
+if limit:
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (int(limit), int(limit)))
+atexit.register(lambda: print("tensorflow-imported:", "tensorflow" in sys.modules, flush=True))
+import lvst_tf.loading
+lvst_tf.loading.PRETRAINED_DIR = pathlib.Path(sys.argv[1])
+tool = sys.argv[2]
+sys.argv = [tool, *sys.argv[3:]]
+runpy.run_path(tool, run_name="__main__")
+"""
+
+# The first lines of a script run by `run_without_lvst_tf`: lvst_tf (an editable install or the
+# checkout) is made unimportable, as on a machine that only serves an exported model.
+_HIDE_LVST_TF = textwrap.dedent(
+    """
+    import os, sys
+    sys.meta_path[:] = [f for f in sys.meta_path if "editable" not in str(getattr(f, "__module__", ""))]
+    # Drop the repository itself (not a virtualenv that may live inside it).
+    sys.path[:] = [p for p in sys.path if p not in ("", ".") and os.path.realpath(p) != REPO]
+    try:
+        import lvst_tf  # noqa
+        raise SystemExit("lvst_tf is importable in the child")
+    except ModuleNotFoundError:
+        pass
+    """
+)
+
+
+def hidden_env() -> dict[str, str]:
+    """The environment of a child process: no PYTHONPATH, quiet TensorFlow, no GPU."""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env.update(PYTHONPATH="", TF_CPP_MIN_LOG_LEVEL="2", CUDA_VISIBLE_DEVICES="")
+    return env
+
+
+def run_without_lvst_tf(body: str, cwd, timeout: float = 600, **values):
+    """Runs the Python `body` in a fresh interpreter (`cwd`, `hidden_env()`) in which lvst_tf cannot
+    be imported; `values` become global variables of the script first (their reprs). Returns the
+    `subprocess.CompletedProcess` (text output captured)."""
+    header = f"REPO = {str(REPO)!r}\n" + "".join(f"{k} = {v!r}\n" for k, v in values.items())
+    return subprocess.run(
+        [sys.executable, "-c", header + _HIDE_LVST_TF + textwrap.dedent(body)],
+        cwd=cwd,
+        env=hidden_env(),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def assert_clean_error(outcome: Outcome, expect: str | re.Pattern, code: int | None = None):

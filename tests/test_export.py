@@ -15,6 +15,7 @@ import subprocess
 import sys
 import textwrap
 
+import faults
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -110,19 +111,9 @@ def _clips():
     return out
 
 
-# Runs in a fresh interpreter where lvst_tf is not importable.
+# Runs in a fresh interpreter where lvst_tf is not importable (`faults.run_without_lvst_tf`).
 _CHILD = textwrap.dedent(
     """
-    import sys
-    sys.meta_path[:] = [f for f in sys.meta_path if "editable" not in str(getattr(f, "__module__", ""))]
-    import os
-    # Drop the repository itself (not a virtualenv that may live inside it).
-    sys.path[:] = [p for p in sys.path if p not in ("", ".") and os.path.realpath(p) != REPO]
-    try:
-        import lvst_tf  # noqa
-        raise SystemExit("lvst_tf is importable in the child")
-    except ModuleNotFoundError:
-        pass
     import numpy as np
     import tensorflow as tf
     m = tf.saved_model.load(PATH)
@@ -158,14 +149,6 @@ _CHILD = textwrap.dedent(
 )
 
 
-def _hidden_env():
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    env["PYTHONPATH"] = ""
-    env["TF_CPP_MIN_LOG_LEVEL"] = "2"
-    env["CUDA_VISIBLE_DEVICES"] = ""
-    return env
-
-
 @pytest.fixture(scope="module")
 def exported(workdir, tmp_path_factory):
     """The workdir exported by tools/export.py (a TF Serving version folder `1/`)."""
@@ -173,7 +156,7 @@ def exported(workdir, tmp_path_factory):
     out = tmp_path_factory.mktemp("export") / "saved" / "1"
     proc = subprocess.run(
         [sys.executable, str(REPO / "tools" / "export.py"), f"--workdir={path}", f"--output={out}"],
-        capture_output=True, text=True, timeout=900, env=_hidden_env() | {"PYTHONPATH": str(REPO)},
+        capture_output=True, text=True, timeout=900, env=faults.hidden_env() | {"PYTHONPATH": str(REPO)},
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "SavedModel written" in proc.stdout
@@ -197,16 +180,11 @@ def test_saved_model_round_trip_in_fresh_process(exported, tmp_path):
         references[c] = VideoStylizer(model, r=r).stylize(frames, masks, list(styles))
         references[f"stream_{c}"] = VideoStylizer(model, r=1).stylize(frames, masks, list(styles))
     np.savez(tmp_path / "inputs.npz", **inputs)
-    script = (
-        f"REPO = {str(REPO)!r}\nPATH = {str(saved)!r}\n"
-        f"INPUTS = {str(tmp_path / 'inputs.npz')!r}\nOUTPUTS = {str(tmp_path / 'outputs.npz')!r}\n"
-        + _CHILD
-    )
     workdir = tmp_path / "elsewhere"
     workdir.mkdir()
-    proc = subprocess.run(
-        [sys.executable, "-c", script], cwd=workdir, env=_hidden_env(), capture_output=True,
-        text=True, timeout=600,
+    proc = faults.run_without_lvst_tf(
+        _CHILD, cwd=workdir, timeout=600, PATH=str(saved), INPUTS=str(tmp_path / "inputs.npz"),
+        OUTPUTS=str(tmp_path / "outputs.npz"),
     )  # fmt: skip
     assert proc.returncode == 0 and "CHILD OK" in proc.stdout, proc.stderr[-3000:]
     results = np.load(tmp_path / "outputs.npz")
@@ -228,7 +206,7 @@ def test_saved_model_cli_lists_signatures(exported):
     _, saved = exported
     proc = subprocess.run(
         _saved_model_cli() + ["show", "--dir", str(saved), "--all"], capture_output=True, text=True,
-        timeout=300, env=_hidden_env(),
+        timeout=300, env=faults.hidden_env(),
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-2000:]
     for name in export.SIGNATURE_NAMES:
@@ -261,7 +239,7 @@ def test_saved_model_cli_run_matches_in_process(exported, tmp_path):
             "--inputs", ";".join(f"{k}={v}" for k, v in files.items()),
             "--outdir", str(tmp_path / "out"),
         ],
-        capture_output=True, text=True, timeout=600, env=_hidden_env(),
+        capture_output=True, text=True, timeout=600, env=faults.hidden_env(),
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
     got = np.load(tmp_path / "out" / "frames.npy")

@@ -16,20 +16,11 @@ import re
 from collections.abc import Callable
 
 import pytest
-from faults import assert_clean_error, assert_unchanged, run_tool, snapshot
+from faults import LAUNCHER, assert_clean_error, assert_unchanged, run_tool, snapshot
 from test_eval import make_davis, make_styles
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 TOOL = REPO / "tools" / "eval.py"
-LAUNCHER = """
-import atexit, pathlib, runpy, sys
-atexit.register(lambda: print("tensorflow-imported:", "tensorflow" in sys.modules, flush=True))
-import lvst_tf.loading
-lvst_tf.loading.PRETRAINED_DIR = pathlib.Path(sys.argv[1])
-tool = sys.argv[2]
-sys.argv = [tool, *sys.argv[3:]]
-runpy.run_path(tool, run_name="__main__")
-"""
 
 
 @dataclasses.dataclass

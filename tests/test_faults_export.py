@@ -27,6 +27,7 @@ import textwrap
 import time
 from collections.abc import Callable
 
+import faults
 import numpy as np
 import pytest
 from faults import REPO, Outcome, assert_clean_error, assert_unchanged, snapshot
@@ -330,14 +331,7 @@ def shipped_export(sources, tmp_path_factory):
 # name, signature or function, inputs (built in the child from `base`), expected text
 _CHILD = textwrap.dedent(
     """
-    import json, os, sys
-    sys.meta_path[:] = [f for f in sys.meta_path if "editable" not in str(getattr(f, "__module__", ""))]
-    sys.path[:] = [p for p in sys.path if p not in ("", ".") and os.path.realpath(p) != REPO]
-    try:
-        import lvst_tf  # noqa
-        raise SystemExit("lvst_tf is importable in the child")
-    except ModuleNotFoundError:
-        pass
+    import json
     import numpy as np
     import tensorflow as tf
 
@@ -420,19 +414,15 @@ EXPECTED = {
 def test_signatures_validate_inputs_in_a_fresh_process(
     shipped_export, sources, tmp_path, monkeypatch
 ):
-    from test_export import _hidden_env
-
     from lvst_tf import loading
     from lvst_tf.inference import VideoStylizer
 
-    script = (
-        f"REPO = {str(REPO)!r}\nPATH = {str(shipped_export)!r}\n"
-        f"OUTPUT = {str(tmp_path / 'valid.npy')!r}\n" + _CHILD
-    )
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
-    proc = subprocess.run([sys.executable, "-c", script], cwd=elsewhere, env=_hidden_env(),
-                          capture_output=True, text=True, timeout=900)  # fmt: skip
+    proc = faults.run_without_lvst_tf(
+        _CHILD, cwd=elsewhere, timeout=900, PATH=str(shipped_export),
+        OUTPUT=str(tmp_path / "valid.npy"),
+    )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
     results = json.loads(proc.stdout.strip().splitlines()[-1])
     assert results.pop("valid") == {"ok": True}

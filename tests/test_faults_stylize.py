@@ -26,7 +26,15 @@ from collections.abc import Callable
 import cv2
 import numpy as np
 import pytest
-from faults import Outcome, assert_clean_error, assert_unchanged, run_tool, snapshot
+from faults import (
+    FSIZE_ENV,
+    LAUNCHER,
+    Outcome,
+    assert_clean_error,
+    assert_unchanged,
+    run_tool,
+    snapshot,
+)
 from test_stylize import (
     CLIP,
     CLIP_MASKS,
@@ -42,21 +50,6 @@ from lvst_tf import video_io
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 TOOL = REPO / "tools" / "stylize.py"
-FSIZE_ENV = "STYLIZE_TEST_FSIZE"
-# Runs a tool with loading.PRETRAINED_DIR = argv[1]; prints whether TensorFlow was imported at exit.
-LAUNCHER = f"""
-import atexit, os, pathlib, resource, runpy, signal, sys
-limit = os.environ.get({FSIZE_ENV!r})
-if limit:  # a full disk: writes past `limit` bytes fail (EFBIG) instead of killing the process
-    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
-    resource.setrlimit(resource.RLIMIT_FSIZE, (int(limit), int(limit)))
-atexit.register(lambda: print("tensorflow-imported:", "tensorflow" in sys.modules, flush=True))
-import lvst_tf.loading
-lvst_tf.loading.PRETRAINED_DIR = pathlib.Path(sys.argv[1])
-tool = sys.argv[2]
-sys.argv = [tool, *sys.argv[3:]]
-runpy.run_path(tool, run_name="__main__")
-"""
 
 
 @dataclasses.dataclass
