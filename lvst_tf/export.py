@@ -43,7 +43,8 @@ Variables: the module tracks the model's underlying `tf.Variable`s, not the Kera
 wrappers, so loaders that restore through the SavedModel's saver (TF Serving, `saved_model_cli run`,
 the C++ API) find every variable (with the Keras wrappers they fail with "Could not find variable").
 
-Output rules (`check_output`, `export_saved_model`): an existing destination is replaced only with
+Output rules (`check_output`, `export_saved_model`; the rules themselves are `lvst_tf.fileio`'s,
+shared by every tool): an existing destination is replaced only with
 `overwrite=True` and only if it is a previous export (it holds the marker file `MARKER_FILE` and
 nothing the export did not write); a destination equal to, inside, or containing one of the inputs
 is refused; an existing empty folder is used as is. The export is written to a hidden temporary
@@ -54,18 +55,14 @@ same destination is used.
 
 from __future__ import annotations
 
-import contextlib
-import ctypes
-import errno
-import json
 import os
 import pathlib
 import re
 import shutil
-import signal
-import tempfile
 import time
 from typing import Any
+
+from lvst_tf import fileio
 
 NUM_STATS = 6
 STAT_KEYS = tuple(f"mean_{i}" for i in range(NUM_STATS)) + tuple(
@@ -97,65 +94,23 @@ def load_model_from_workdir(workdir: str | os.PathLike, checkpoint: str | int | 
 
 
 # ----------------------------------------------------------------------------------------------------
-# Output rules (no TensorFlow).
+# Output rules (no TensorFlow): `lvst_tf.fileio` owns them; these are the export's settings.
 # ----------------------------------------------------------------------------------------------------
+
+EXPORT_FOLDER = fileio.MarkedFolder(
+    marker=MARKER_FILE,
+    tool=MARKER_FORMAT,
+    key="format",
+    description="an export",
+    writer="tools/export.py",
+    entries=EXPORT_ENTRIES.__contains__,
+    temp_tag=_TMP_TAG,
+)
 
 
 def read_marker(path: str | os.PathLike) -> dict | None:
     """The marker of a previous export at `path` (a dict), or None if `path` holds none."""
-    marker = pathlib.Path(path) / MARKER_FILE
-    try:
-        data = json.loads(marker.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    if not isinstance(data, dict) or data.get("format") != MARKER_FORMAT:
-        return None
-    return data
-
-
-def _real(path: pathlib.Path) -> pathlib.Path:
-    return pathlib.Path(os.path.realpath(path))
-
-
-def _overlap(output: pathlib.Path, inputs) -> str | None:
-    """A message if `output` is, is inside, or contains one of the `inputs` (paths), else None."""
-    out = _real(output)
-    for item in inputs:
-        if not item:
-            continue
-        src = _real(pathlib.Path(item))
-        if out == src:
-            return f"is the input {str(item)!r}"
-        if src in out.parents:
-            return f"is inside the input {str(item)!r}"
-        if out in src.parents:
-            return f"contains the input {str(item)!r}"
-    return None
-
-
-def _nearest_existing(path: pathlib.Path) -> pathlib.Path:
-    """`path`'s nearest existing ancestor; raises ValueError if one on the way is not a folder."""
-    for parent in path.parents:
-        if os.path.lexists(parent):
-            if not parent.is_dir():
-                raise ValueError(
-                    f"output: {str(path)!r} cannot be created: {str(parent)!r} is a file, not a "
-                    "folder."
-                )
-            return parent
-    return pathlib.Path(path.anchor or ".")
-
-
-def _probe_writable(folder: pathlib.Path, output: pathlib.Path) -> None:
-    """Creates and removes a hidden file in `folder` (real test: works for root and read-only mounts)."""
-    try:
-        fd, probe = tempfile.mkstemp(dir=folder, prefix=f".{output.name}.probe-")
-        os.close(fd)
-        os.remove(probe)
-    except OSError as e:
-        raise ValueError(
-            f"output: cannot write in {str(folder)!r} (for {str(output)!r}): {e.strerror or e}."
-        ) from None
+    return EXPORT_FOLDER.read_marker(path)
 
 
 def check_output(output: str | os.PathLike, overwrite: bool = False, inputs=()) -> pathlib.Path:
@@ -168,169 +123,27 @@ def check_output(output: str | os.PathLike, overwrite: bool = False, inputs=()) 
         folder); the destination may not be, be inside, or contain any of them.
 
     Raises:
-      ValueError: naming `output` and what is wrong: it overlaps an input; it exists and is a file
-        or a symlink; it exists and is not empty and `overwrite` is False; `overwrite` is True but
-        it is not a previous export (no marker file, or files an export does not write); a parent
-        is a file; its folder is not writable (probed by creating a file).
+      ValueError: naming `output` and what is wrong (`fileio.MarkedFolder.check_output`): it
+        overlaps an input; it exists and is not a folder (or is a symlink); it is not empty and not
+        a previous export (no marker file, or files an export does not write); it is a previous
+        export and `overwrite` is False; a parent is a file; its folder is not writable.
     """
     if output is None or str(output) == "":
         raise ValueError("output: required (the SavedModel folder to write).")
-    out = pathlib.Path(os.path.abspath(os.fspath(output)))
-    where = _overlap(out, inputs)
-    if where:
-        raise ValueError(
-            f"output: {str(output)!r} {where}; write the export to a folder of its own."
-        )
-    if os.path.lexists(out):
-        if out.is_symlink() or not out.is_dir():
-            raise ValueError(
-                f"output: {str(output)!r} exists and is not a folder; choose a new folder name."
-            )
-        entries = sorted(p.name for p in out.iterdir())
-        if entries:
-            marker = read_marker(out)
-            if marker is None:
-                raise ValueError(
-                    f"output: {str(output)!r} exists and is not an export written by "
-                    f"tools/export.py (no {MARKER_FILE}); it is never replaced: choose a new "
-                    "folder."
-                )
-            foreign = [e for e in entries if e not in EXPORT_ENTRIES]
-            if foreign:
-                raise ValueError(
-                    f"output: {str(output)!r} is a previous export but also holds {foreign[:3]}, "
-                    "which an export does not write; move them away or choose a new folder."
-                )
-            if not overwrite:
-                raise ValueError(
-                    f"output: {str(output)!r} already holds an export; pass --overwrite "
-                    "(overwrite=True) to replace it."
-                )
-        folder = out.parent
-    else:
-        folder = _nearest_existing(out)
-    _probe_writable(folder, out)
-    return out
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def _temp_pattern(out: pathlib.Path) -> re.Pattern:
-    return re.compile(rf"\.{re.escape(out.name)}\.{_TMP_TAG}-(\d+)-[A-Za-z0-9_]+")
+    return EXPORT_FOLDER.check_output(output, overwrite, inputs)
 
 
 def clean_stale_temporaries(output: str | os.PathLike) -> list[pathlib.Path]:
     """Removes temporaries of earlier exports to `output` whose process no longer runs.
 
-    Only folders named `.<name>.export-tmp-<pid>-*` beside `output`, whose process `<pid>` is gone
-    and which hold nothing an export does not write, are removed.
+    Only folders named `.<name>.export-tmp-<pid>-*` (or `.<name>.old-<pid>-*`, a replaced export
+    moved aside) beside `output`, whose process `<pid>` is gone and which hold nothing an export
+    does not write, are removed.
 
     Returns:
       The removed folders.
     """
-    out = pathlib.Path(os.path.abspath(os.fspath(output)))
-    if not out.parent.is_dir():
-        return []
-    pattern = _temp_pattern(out)
-    removed = []
-    for candidate in out.parent.iterdir():
-        match = pattern.fullmatch(candidate.name)
-        if not match or candidate.is_symlink() or not candidate.is_dir():
-            continue
-        pid = int(match.group(1))
-        if pid == os.getpid() or _pid_alive(pid):
-            continue
-        if any(p.name not in EXPORT_ENTRIES for p in candidate.iterdir()):
-            continue
-        shutil.rmtree(candidate, ignore_errors=True)
-        removed.append(candidate)
-    return removed
-
-
-def _apply_umask(root: pathlib.Path) -> None:
-    """Gives every folder and file under `root` the mode a plain mkdir / open would (the umask's).
-
-    `tempfile.mkdtemp` makes 0700 folders and TensorFlow picks its own modes; a serving container
-    running as another user must be able to read the export when the umask allows it.
-    """
-    from lvst_tf.fileio import current_umask  # noqa: PLC0415
-
-    umask = current_umask()
-    dir_mode, file_mode = 0o777 & ~umask, 0o666 & ~umask
-    os.chmod(root, dir_mode)
-    for folder, dirs, files in os.walk(root):
-        for name in dirs:
-            os.chmod(os.path.join(folder, name), dir_mode)
-        for name in files:
-            os.chmod(os.path.join(folder, name), file_mode)
-
-
-_RENAME_EXCHANGE = 2
-_AT_FDCWD = -100
-
-
-def _exchange(a: pathlib.Path, b: pathlib.Path) -> bool:
-    """Atomically swaps two existing paths (Linux renameat2); False where that is not available."""
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        renameat2 = libc.renameat2
-    except (OSError, AttributeError):
-        return False
-    renameat2.argtypes = [
-        ctypes.c_int,
-        ctypes.c_char_p,
-        ctypes.c_int,
-        ctypes.c_char_p,
-        ctypes.c_uint,
-    ]
-    if renameat2(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE) == 0:
-        return True
-    code = ctypes.get_errno()
-    if code in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP):
-        return False
-    raise OSError(code, os.strerror(code), str(b))
-
-
-@contextlib.contextmanager
-def _signals_deferred():
-    """Holds SIGINT / SIGTERM while the export is renamed into place (delivered right after)."""
-    blockable = hasattr(signal, "pthread_sigmask")
-    if blockable:
-        old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
-    try:
-        yield
-    finally:
-        if blockable:
-            signal.pthread_sigmask(signal.SIG_SETMASK, old)
-
-
-def _commit(tmp: pathlib.Path, out: pathlib.Path) -> None:
-    """Moves the finished export `tmp` to `out` (absent, an empty folder or a previous export)."""
-    if not os.path.lexists(out):
-        os.replace(tmp, out)
-        return
-    if _exchange(tmp, out):
-        shutil.rmtree(tmp, ignore_errors=True)  # now the previous export
-        return
-    old = pathlib.Path(
-        tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.{_TMP_TAG}-{os.getpid()}-")
-    )
-    os.rmdir(old)
-    os.replace(out, old)
-    try:
-        os.replace(tmp, out)
-    except BaseException:
-        os.replace(old, out)
-        raise
-    shutil.rmtree(old, ignore_errors=True)
+    return EXPORT_FOLDER.clean_stale(output)
 
 
 def _first_line(text: str) -> str:
@@ -844,67 +657,40 @@ def export_saved_model(
     if render_impl not in RENDER_IMPLS:
         raise ValueError(f"render_impl: must be one of {RENDER_IMPLS}; got {render_impl!r}.")
     out = check_output(output_dir, overwrite, inputs)
-    clean_stale_temporaries(out)
     module = StylizerModule(model, render_impl=render_impl)
-    created = [p for p in reversed(out.parents) if not os.path.lexists(p)]
-    tmp = None
-    committed = False
+    marker = {
+        "version": 1,
+        "created_unix": time.time(),
+        "source": source,
+        "render_impl": render_impl,
+        "soft_mask_mode": module._soft_mask_mode,  # noqa: SLF001 (own class)
+        "low_res": int(model.low_res),
+        "signatures": list(SIGNATURE_NAMES),
+    }
     try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        need = module.variable_bytes() + FREE_SPACE_MARGIN_BYTES
-        free = shutil.disk_usage(out.parent).free
-        if free < need:
-            raise ValueError(
-                f"output: only {free / 2**20:.1f} MB free under {str(out.parent)!r}; the export "
-                f"needs about {need / 2**20:.0f} MB."
-            )
-        tmp = pathlib.Path(
-            tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.{_TMP_TAG}-{os.getpid()}-")
-        )
-        signatures = module.signatures()
-        try:
-            tf.saved_model.save(module.root, str(tmp), signatures=signatures)
-        except tf.errors.OpError as e:
-            raise OSError(
-                f"output: writing the SavedModel under {str(out.parent)!r} failed: "
-                f"{_op_error_text(e.message)}"
-            ) from e
-        except OSError as e:
-            raise OSError(
-                f"output: writing the SavedModel under {str(out.parent)!r} failed: "
-                f"{e.strerror or e}"
-            ) from e
-        marker = {
-            "format": MARKER_FORMAT,
-            "version": 1,
-            "created_unix": time.time(),
-            "source": source,
-            "render_impl": render_impl,
-            "soft_mask_mode": module._soft_mask_mode,  # noqa: SLF001 (own class)
-            "low_res": int(model.low_res),
-            "signatures": list(SIGNATURE_NAMES),
-        }
-        try:
-            (tmp / MARKER_FILE).write_text(json.dumps(marker, indent=1) + "\n", encoding="utf-8")
-            _apply_umask(tmp)
-        except OSError as e:
-            raise OSError(
-                f"output: writing the SavedModel under {str(out.parent)!r} failed: "
-                f"{e.strerror or e}"
-            ) from e
-        with _signals_deferred():
-            # The destination may have changed while the model was traced: check it again.
-            check_output(out, overwrite, inputs)
-            _commit(tmp, out)
-            committed = True
-    except BaseException:
-        if not committed:
-            if tmp is not None:
-                shutil.rmtree(tmp, ignore_errors=True)
-            for folder in reversed(created):
-                with contextlib.suppress(OSError):
-                    folder.rmdir()  # only the empty parents this call created
-        raise
+        # The checks, temporary sibling, marker, umask and rename are `fileio`'s (see the module doc).
+        with EXPORT_FOLDER.building(out, overwrite, inputs, **marker) as tmp:
+            need = module.variable_bytes() + FREE_SPACE_MARGIN_BYTES
+            free = shutil.disk_usage(tmp).free
+            if free < need:
+                raise ValueError(
+                    f"output: only {free / 2**20:.1f} MB free under {str(out.parent)!r}; the "
+                    f"export needs about {need / 2**20:.0f} MB."
+                )
+            signatures = module.signatures()
+            try:
+                tf.saved_model.save(module.root, str(tmp), signatures=signatures)
+            except tf.errors.OpError as e:
+                raise OSError(
+                    f"output: writing the SavedModel under {str(out.parent)!r} failed: "
+                    f"{_op_error_text(e.message)}"
+                ) from e
+    except OSError as e:
+        if str(e).startswith("output: "):
+            raise
+        raise OSError(
+            f"output: writing the SavedModel under {str(out.parent)!r} failed: {e.strerror or e}"
+        ) from e
     return out
 
 

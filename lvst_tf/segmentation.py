@@ -245,12 +245,12 @@ _MASK_FILE = re.compile(r"\d{5}\.png")
 
 def check_mask_folder(input_path, output_dir) -> None:
     """ValueError unless `output_dir` may receive `%05d.png` masks of `input_path`: it is not the
-    input and does not contain it, is not a file, and holds nothing but `%05d.png` masks."""
-    from lvst_tf import video_io  # noqa: PLC0415
+    input and does not contain it, is not a file, and holds nothing but `%05d.png` masks (and the
+    temporaries of a killed earlier run, which `write_mask_folder` removes)."""
+    from lvst_tf import fileio  # noqa: PLC0415
 
     output_dir = pathlib.Path(output_dir)
-    source, out = pathlib.Path(input_path).resolve(), output_dir.resolve()
-    if out == source or out in source.parents:
+    if fileio.input_overlap(output_dir, [input_path], inside=False):
         raise ValueError(
             f"output: {str(output_dir)!r} is (or contains) the input {str(input_path)!r}; masks "
             "go to a folder of their own."
@@ -258,13 +258,18 @@ def check_mask_folder(input_path, output_dir) -> None:
     if output_dir.exists() and not output_dir.is_dir():
         raise ValueError(f"output: {str(output_dir)!r} exists and is not a folder.")
     if output_dir.is_dir():
-        foreign = sorted(p.name for p in output_dir.iterdir() if not _MASK_FILE.fullmatch(p.name))
+        stale = {p.name for p in fileio.stale_temporaries(output_dir)}
+        foreign = sorted(
+            p.name
+            for p in output_dir.iterdir()
+            if not _MASK_FILE.fullmatch(p.name) and p.name not in stale
+        )
         if foreign:
             raise ValueError(
                 f"output: folder {str(output_dir)!r} holds files that are not masks written by "
                 f"this tool ({foreign[:3]}); choose an empty or new folder."
             )
-    video_io.check_writable_parent(output_dir / "00000.png", "output")
+    fileio.check_writable(output_dir / "00000.png", "output")
 
 
 def write_mask_folder(input_path, output_dir, make_mask, overwrite=False, progress=True):
@@ -281,12 +286,14 @@ def write_mask_folder(input_path, output_dir, make_mask, overwrite=False, progre
     """
     import tqdm  # noqa: PLC0415
 
-    from lvst_tf import video_io  # noqa: PLC0415
+    from lvst_tf import fileio, video_io  # noqa: PLC0415
 
     reader = video_io.read_frames(input_path, argument="input")
     check_mask_folder(input_path, output_dir)
     output_dir = pathlib.Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
+    for stale in fileio.stale_temporaries(output_dir):  # a killed earlier run's
+        fileio.remove_path(stale)
     written = kept = 0
     with tqdm.tqdm(total=len(reader), unit="frame", desc="masks", disable=not progress) as bar:
         for index, frame in enumerate(reader):

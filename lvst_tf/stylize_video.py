@@ -41,7 +41,7 @@ from typing import Any
 
 import numpy as np
 
-from lvst_tf import loading, video_io
+from lvst_tf import fileio, loading, video_io
 
 TRACEBACK_ENV = "LVST_TF_TRACEBACK"
 INTERPOLATIONS = ("linear", "hold")
@@ -95,7 +95,7 @@ class StopFlag:
         for temporary in self._temporaries:
             path = temporary()
             if path is not None:
-                video_io.remove_path(pathlib.Path(path))
+                fileio.remove_path(path)
         name = signal.Signals(signum).name
         os.write(2, f"{self.prog}: interrupted by {name}; no output was written.\n".encode())
         os._exit(128 + signum)
@@ -341,35 +341,6 @@ def preview_paths(output: pathlib.Path) -> tuple[pathlib.Path, pathlib.Path]:
     return base.parent / f"{base.name}_preview.png", base.parent / f"{base.name}_preview.mp4"
 
 
-def _resolved(path) -> pathlib.Path:
-    return pathlib.Path(os.path.abspath(path)).resolve()
-
-
-def _same_file(a: pathlib.Path, b: pathlib.Path) -> bool:
-    try:
-        if os.path.samefile(a, b):
-            return True
-    except OSError:
-        pass
-    return _resolved(a) == _resolved(b)
-
-
-def check_not_an_input(output: pathlib.Path, inputs: list[tuple[str, pathlib.Path]], argument: str):
-    """ValueError if `output` is one of the inputs, or (a folder output) would contain one."""
-    out = _resolved(output)
-    for flag, path in inputs:
-        if _same_file(output, path):
-            raise ValueError(
-                f"{argument}: {str(output)!r} is the {flag} {str(path)!r}; an output never replaces "
-                "an input (even with --overwrite). Choose another output name."
-            )
-        if out in _resolved(path).parents:
-            raise ValueError(
-                f"{argument}: {str(output)!r} contains the {flag} {str(path)!r}; replacing it would "
-                "delete that input. Choose another output name."
-            )
-
-
 def prepare(request: Request) -> Plan:
     """Checks every argument of `request` without importing TensorFlow; returns the `Plan`.
 
@@ -409,7 +380,7 @@ def prepare(request: Request) -> Plan:
     # Cheap output checks first (before any frame is decoded); the rules about replacing an existing
     # output come after the inputs are known, so an output that is an input is named as such.
     video_io.writer_kind(output, "output")
-    video_io.check_writable_parent(output, "output")
+    fileio.check_writable(output, "output")
 
     reader = video_io.read_frames(req.input, argument="input")
     num_frames = len(reader) if req.max_frames == 0 else min(req.max_frames, len(reader))
@@ -476,15 +447,20 @@ def prepare(request: Request) -> Plan:
         inputs.append(
             ("shipped model", loading.pretrained_dir(req.pretrained or loading.DEFAULT_PRETRAINED))
         )
-    check_not_an_input(output, inputs, "output")
+    # (An output inside an input folder is allowed: it adds a file, it replaces none.)
+    fileio.check_not_input(output, inputs, "output", inside=False)
     video_io.check_output_path(output, req.overwrite, "output")
     preview_png = preview_video = None
     if req.preview:
         preview_png, preview_video = preview_paths(output)
         for path in (preview_png, preview_video):
-            if _same_file(path, output):
-                raise ValueError(f"output: {str(output)!r} is also its own preview name.")
-            check_not_an_input(path, inputs, "output (preview)")
+            fileio.check_not_input(
+                path,
+                [("output", output), *inputs],
+                "output (preview)",
+                inside=False,
+                advice="a preview never replaces the output or an input; choose another output name",
+            )
         video_io.check_image_output(preview_png, req.overwrite, "output (preview)")
         video_io.check_output_path(preview_video, req.overwrite, "output (preview)")
 

@@ -23,8 +23,9 @@ Writing (`FrameWriter`, `write_image`): a hidden temporary in the destination's 
 place only after the content is complete and verified (a written video is reopened and its frames
 counted). An existing output is replaced only with `overwrite=True`, and a frame folder only if it is
 recognisably one this module wrote (it holds `FRAME_FOLDER_MARKER` and nothing but `%05d.png`
-frames). Temporaries carry the writer's process id; `clean_stale_temporaries` removes those of dead
-processes. Files and folders get the user's umask.
+frames). Temporaries carry the writer's process id, and a writer removes those of dead processes
+for its destination first. Files and folders get the user's umask. These rules are
+`lvst_tf.fileio`'s (`FRAME_FOLDER` is this module's marked output folder).
 """
 
 from __future__ import annotations
@@ -33,15 +34,14 @@ import fractions
 import os
 import pathlib
 import re
-import shutil
 import struct
-import tempfile
 from collections.abc import Iterator
 
 import cv2
 import numpy as np
 
-from lvst_tf.fileio import current_umask, default_file_mode, write_atomic
+from lvst_tf import fileio
+from lvst_tf.fileio import write_atomic
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v")
@@ -61,10 +61,19 @@ DEFAULT_FOLDER_FPS = 30.0
 # Written into every frame folder a FrameWriter creates; only such folders are ever replaced.
 FRAME_FOLDER_MARKER = ".lvst_tf-frames"
 _FRAME_FILE = re.compile(r"\d{5}\.png")
+# A frame folder `FrameWriter` wrote: its marker, and nothing but `%05d.png` frames besides it.
+FRAME_FOLDER = fileio.MarkedFolder(
+    marker=FRAME_FOLDER_MARKER,
+    tool="lvst_tf frame folder",
+    description="a frame folder",
+    writer="this tool",
+    entries=lambda name: _FRAME_FILE.fullmatch(name) is not None,
+    legacy_markers=(b"frames written by lvst_tf\n",),  # the marker of earlier versions
+)
 
 
-class WriteError(OSError):
-    """Writing an output failed (full disk, I/O error, a video that does not read back)."""
+# Writing an output failed (full disk, I/O error, a video that does not read back): one line.
+WriteError = fileio.WriteError
 
 
 def _describe(extensions) -> str:
@@ -729,57 +738,10 @@ def has_audio(path: str | os.PathLike) -> bool | None:
 # ----------------------------------------------------------------------------------------------------
 
 
-def _temporary_pattern(name: str) -> re.Pattern:
-    return re.compile(re.escape(f".{name}.") + r"(?:tmp|old)-(\d+)-")
-
-
-def _process_alive(pid: int) -> bool:
-    if pid == os.getpid():
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def remove_path(path: pathlib.Path) -> None:
-    """Removes a file, symlink or folder tree if it exists (used for temporaries)."""
-    if path.is_dir() and not path.is_symlink():
-        shutil.rmtree(path, ignore_errors=True)
-    else:
-        try:
-            path.unlink()
-        except FileNotFoundError:
-            pass
-
-
-def clean_stale_temporaries(path: str | os.PathLike) -> list[pathlib.Path]:
-    """Removes the hidden temporaries of `path` (`.NAME.tmp-PID-*`, `.NAME.old-PID-*`) whose writing
-    process no longer runs (a killed earlier run); returns what was removed."""
-    path = pathlib.Path(path)
-    if not path.parent.is_dir():
-        return []
-    pattern = _temporary_pattern(path.name)
-    removed = []
-    for entry in path.parent.iterdir():
-        match = pattern.match(entry.name)
-        if match and not _process_alive(int(match.group(1))):
-            remove_path(entry)
-            removed.append(entry)
-    return removed
-
-
 def foreign_entries(folder: str | os.PathLike) -> list[str] | None:
     """What in `folder` a `FrameWriter` did not write: None if it is not a frame folder of this module
     (no marker), else the names that are neither the marker nor `%05d.png` frames (empty if clean)."""
-    folder = pathlib.Path(folder)
-    names = sorted(p.name for p in folder.iterdir())
-    if FRAME_FOLDER_MARKER not in names:
-        return None
-    return [n for n in names if n != FRAME_FOLDER_MARKER and not _FRAME_FILE.fullmatch(n)]
+    return FRAME_FOLDER.foreign_entries(folder)
 
 
 def writer_kind(path: str | os.PathLike, argument: str = "output") -> str:
@@ -817,82 +779,25 @@ def check_frame_size(path: str | os.PathLike, height: int, width: int, argument=
         )
 
 
-def _nearest_existing(path: pathlib.Path) -> pathlib.Path:
-    current = path
-    while not current.exists() and not current.is_symlink():
-        if current.parent == current:
-            break
-        current = current.parent
-    return current
-
-
-def check_writable_parent(path: str | os.PathLike, argument: str = "output") -> None:
-    """ValueError unless new entries can be created beside `path` (its folder, or the nearest
-    existing ancestor if the folder is still to be made): a file there is tried and removed."""
-    path = pathlib.Path(os.path.abspath(path))
-    base = _nearest_existing(path.parent)
-    if not base.is_dir():
-        raise ValueError(
-            f"{argument}: cannot create {str(path)!r}: {str(base)!r} is a file, not a folder."
-        )
-    try:
-        fd, probe = tempfile.mkstemp(dir=base, prefix=".lvst_tf-probe-")
-        os.close(fd)
-        os.unlink(probe)
-    except OSError as e:
-        raise ValueError(f"{argument}: cannot write in {str(base)!r}: {e.strerror or e}.") from None
-
-
 def check_output_path(
     path: str | os.PathLike, overwrite: bool = False, argument: str = "output"
 ) -> str:
     """Checks that `path` may be written (without writing it); returns its kind ("video"/"folder").
 
-    Rules: a video name must not be an existing folder, and an existing file is replaced only with
-    `overwrite`; a folder name must not be an existing file, an existing non-empty folder is
-    replaced only with `overwrite` and only if it is a frame folder this module wrote
-    (`foreign_entries` empty). The destination folder must be writable.
+    The rules are `lvst_tf.fileio`'s: a video file is not an existing folder and replaces an
+    existing file only with `overwrite` (`fileio.check_output_file`); a frame folder replaces only
+    a frame folder this module wrote (`FRAME_FOLDER`, nothing but `%05d.png` frames besides the
+    marker), and only with `overwrite`. The destination folder must be writable.
 
     Raises:
       ValueError naming `argument` and the path.
     """
     path = pathlib.Path(path)
     kind = writer_kind(path, argument)
-    exists = path.exists() or path.is_symlink()
     if kind == "video":
-        if path.is_dir():
-            raise ValueError(
-                f"{argument}: {str(path)!r} is an existing folder; a video output needs a file name."
-            )
-        if exists and not overwrite:
-            raise ValueError(
-                f"{argument}: {str(path)!r} exists; pass --overwrite to replace it (or choose "
-                "another name)."
-            )
+        fileio.check_output_file(path, overwrite, argument)
     else:
-        if exists and not path.is_dir():
-            raise ValueError(
-                f"{argument}: {str(path)!r} exists and is not a folder; a name without a video "
-                "extension means a folder of PNG frames."
-            )
-        if path.is_dir() and any(path.iterdir()):
-            if not overwrite:
-                raise ValueError(
-                    f"{argument}: folder {str(path)!r} exists and is not empty; pass --overwrite "
-                    "to replace a frame folder written earlier (or choose another name)."
-                )
-            foreign = foreign_entries(path)
-            if foreign is None or foreign:
-                held = (
-                    f"it holds {foreign[:3]}"
-                    if foreign
-                    else f"it has no {FRAME_FOLDER_MARKER} marker"
-                )
-                raise ValueError(
-                    f"{argument}: refusing to replace folder {str(path)!r}, which is not a frame "
-                    f"folder written by this tool ({held}); choose another name or empty it yourself."
-                )
-    check_writable_parent(path, argument)
+        FRAME_FOLDER.check_output(path, overwrite, argument=argument)
     return kind
 
 
@@ -912,86 +817,70 @@ def check_image_output(
             f"{argument}: {str(path)!r} is not an image name; expected one of "
             f"{_describe(IMAGE_EXTENSIONS)}."
         )
-    if path.is_dir():
-        raise ValueError(
-            f"{argument}: {str(path)!r} is an existing folder; expected an image name."
-        )
-    if (path.exists() or path.is_symlink()) and not overwrite:
-        raise ValueError(
-            f"{argument}: {str(path)!r} exists; pass --overwrite to replace it (or choose another "
-            "name)."
-        )
-    check_writable_parent(path, argument)
+    fileio.check_output_file(path, overwrite, argument)
 
 
-class ImageWriter:
-    """One image file written with `FrameWriter`'s rules: checked when created, written to a hidden
-    temporary by `write`, renamed into place by `commit` (so several outputs can be committed
-    together once all of them are complete)."""
+class _PendingOutput:
+    """An output written to a hidden temporary (`temporary_path`) and renamed into place by
+    `commit()` (`finish()` first; so several outputs can be committed together once all of them are
+    complete); `abort()`, an exception in a `with` block, or dropping it uncommitted removes the
+    temporary. Subclasses write the temporary and may extend `finish`, `_commit` and `abort`."""
 
-    def __init__(self, path: str | os.PathLike, overwrite: bool = False, argument: str = "output"):
+    def __init__(self, path: str | os.PathLike, overwrite: bool, argument: str):
         self.path = pathlib.Path(path)
         self.argument = argument
         self.overwrite = overwrite
         self._tmp = None
         self._closed = False
-        check_image_output(self.path, overwrite, argument)
-        clean_stale_temporaries(self.path)
 
     @property
     def temporary_path(self) -> pathlib.Path | None:
+        """Where the output goes until `commit()` renames it to `path`."""
         return self._tmp
 
-    def write(self, image: np.ndarray, jpeg_quality: int = 95) -> None:
-        """Encodes `image` (see `encode_image`) into the temporary."""
-        data = encode_image(image, self.path.suffix, jpeg_quality)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(
-            dir=self.path.parent, prefix=f".{self.path.name}.tmp-{os.getpid()}-"
-        )
-        self._tmp = pathlib.Path(tmp)
-        try:
-            with os.fdopen(fd, "wb") as f:
-                os.fchmod(f.fileno(), default_file_mode())
-                f.write(data)
-        except OSError as e:
-            self.abort()
-            raise WriteError(
-                f"{self.argument}: cannot write {str(self.path)!r}: {e.strerror or e}."
-            ) from None
-
     def finish(self) -> None:
+        """Completes the temporary (ValueError if nothing was written)."""
         if self._tmp is None:
             raise ValueError(f"{self.argument}: nothing was written to {str(self.path)!r}.")
 
+    def _commit(self) -> None:
+        fileio.commit_file(self._tmp, self.path, self.overwrite, self.argument)
+
     def commit(self) -> pathlib.Path:
+        """`finish()`, then renames the temporary to `path`; returns `path`."""
         self.finish()
         if self._closed:
             return self.path
         try:
-            if self.path.is_dir():
-                raise WriteError(
-                    f"{self.argument}: {str(self.path)!r} became a folder during the run; not "
-                    "replaced."
-                )
-            if not self.overwrite and (self.path.exists() or self.path.is_symlink()):
-                raise WriteError(
-                    f"{self.argument}: {str(self.path)!r} appeared during the run; not replaced "
-                    "(pass --overwrite to replace it)."
-                )
-            os.replace(self._tmp, self.path)
+            self._commit()
         except BaseException:
             self.abort()
             raise
         self._closed = True
         return self.path
 
+    def close(self) -> pathlib.Path:
+        """`finish()` then `commit()`; returns `path`."""
+        return self.commit()
+
     def abort(self) -> None:
+        """Discards everything written; nothing appears under `path`."""
         self._closed = True
-        if self._tmp is not None and self._tmp.exists():
-            remove_path(self._tmp)
+        if self._tmp is not None:
+            fileio.remove_path(self._tmp)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
 
     def __del__(self):
+        # An output dropped without commit() (e.g. a generator that never finished) must not leave
+        # its temporary behind.
         try:
             if not self._closed:
                 self.abort()
@@ -999,7 +888,31 @@ class ImageWriter:
             pass
 
 
-class FrameWriter:
+class ImageWriter(_PendingOutput):
+    """One image file written with `FrameWriter`'s rules: checked when created, encoded into a
+    hidden temporary by `write`, renamed into place by `commit`."""
+
+    def __init__(self, path: str | os.PathLike, overwrite: bool = False, argument: str = "output"):
+        super().__init__(path, overwrite, argument)
+        check_image_output(self.path, overwrite, argument)
+        fileio.clean_stale_temporaries(self.path)
+
+    def write(self, image: np.ndarray, jpeg_quality: int = 95) -> None:
+        """Encodes `image` (see `encode_image`) into the temporary."""
+        data = encode_image(image, self.path.suffix, jpeg_quality)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._tmp = fileio.make_temporary(self.path)
+            with open(self._tmp, "wb") as f:
+                f.write(data)
+        except OSError as e:
+            self.abort()
+            raise WriteError(
+                f"{self.argument}: cannot write {str(self.path)!r}: {e.strerror or e}."
+            ) from None
+
+
+class FrameWriter(_PendingOutput):
     """Writes frames to a video file or a PNG frame folder atomically, verified before the rename.
 
     Args:
@@ -1027,44 +940,28 @@ class FrameWriter:
         frame_size: tuple[int, int] | None = None,
         argument: str = "output",
     ):
-        self.path = pathlib.Path(path)
-        self.argument = argument
+        super().__init__(path, overwrite, argument)
+        self._writer = None
+        self._finished = False
         if not fps or not np.isfinite(fps) or fps <= 0:
             raise ValueError(f"{argument}: fps must be a positive number, got {fps!r}.")
         self.is_video = check_output_path(self.path, overwrite, argument) == "video"
         if frame_size is not None:
             check_frame_size(self.path, *frame_size, argument=argument)
-        self.overwrite = overwrite
         self.fps = float(fps)
-        self._writer = None
         self._size = tuple(frame_size) if frame_size is not None else None
         self.num_frames = 0
-        self._finished = False
-        self._closed = False
-        self._tmp = None
-        clean_stale_temporaries(self.path)
+        fileio.clean_stale_temporaries(self.path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        prefix = f".{self.path.name}.tmp-{os.getpid()}-"
-        if self.is_video:
-            suffix = self.path.suffix.lower()
-            # The container is chosen from the extension, so the temporary keeps it.
-            fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=prefix, suffix=suffix)
-            os.fchmod(fd, default_file_mode())
-            os.close(fd)
-            self._tmp = pathlib.Path(tmp)
-        else:
-            self._tmp = pathlib.Path(tempfile.mkdtemp(dir=self.path.parent, prefix=prefix))
+        # A video's container is chosen from the extension, so its temporary keeps it.
+        suffix = self.path.suffix.lower() if self.is_video else ""
+        self._tmp = fileio.make_temporary(self.path, folder=not self.is_video, suffix=suffix)
+        if not self.is_video:
             try:
-                os.chmod(self._tmp, 0o777 & ~current_umask())  # mkdtemp makes it private
-                self._write_bytes(self._tmp / FRAME_FOLDER_MARKER, b"frames written by lvst_tf\n")
+                self._write_bytes(self._tmp / FRAME_FOLDER_MARKER, FRAME_FOLDER.marker_bytes())
             except BaseException:
                 self.abort()
                 raise
-
-    @property
-    def temporary_path(self) -> pathlib.Path:
-        """Where frames go until `commit()` renames them to `path`."""
-        return self._tmp
 
     def _write_bytes(self, file: pathlib.Path, data: bytes) -> None:
         try:
@@ -1152,94 +1049,24 @@ class FrameWriter:
                     "(disk full or an I/O error?); nothing was written."
                 )
 
-    def commit(self) -> pathlib.Path:
-        """Renames the finished temporary to `path` (see the class doc); returns `path`."""
-        self.finish()
-        if self._closed:
-            return self.path
-        try:
-            if self.is_video:
-                self._commit_file()
-            else:
-                self._commit_folder()
-        except BaseException:
-            self.abort()
-            raise
-        self._closed = True
-        return self.path
-
-    def _commit_file(self) -> None:
-        if self.path.is_dir():
-            raise WriteError(
-                f"{self.argument}: {str(self.path)!r} became a folder during the run; not replaced."
-            )
-        if self.overwrite:
-            os.replace(self._tmp, self.path)
+    def _commit(self) -> None:
+        if self.is_video:
+            super()._commit()
             return
-        try:
-            os.link(self._tmp, self.path)  # fails if something appeared at `path` meanwhile
-        except FileExistsError:
-            raise WriteError(
-                f"{self.argument}: {str(self.path)!r} appeared during the run; not replaced "
-                "(pass --overwrite to replace it)."
-            ) from None
-        except OSError:  # a filesystem without hard links
-            if self.path.exists():
-                raise
-            os.replace(self._tmp, self.path)
-            return
-        os.unlink(self._tmp)
-
-    def _commit_folder(self) -> None:
-        if self.path.exists() or self.path.is_symlink():
-            if not self.path.is_dir():
+        if os.path.lexists(self.path):
+            try:
+                FRAME_FOLDER.check_output(self.path, self.overwrite, argument=self.argument)
+            except ValueError:
                 raise WriteError(
-                    f"{self.argument}: {str(self.path)!r} became a file during the run; not replaced."
-                )
-            if any(self.path.iterdir()):
-                foreign = foreign_entries(self.path)
-                if not self.overwrite or foreign is None or foreign:
-                    raise WriteError(
-                        f"{self.argument}: folder {str(self.path)!r} changed during the run and is "
-                        "no longer a frame folder this tool may replace; nothing was written."
-                    )
-                # A folder cannot be replaced by one rename: move the old one aside first.
-                old = (
-                    self.path.parent / f".{self.path.name}.old-{os.getpid()}-{self._tmp.name[-8:]}"
-                )
-                os.replace(self.path, old)
-                os.replace(self._tmp, self.path)
-                shutil.rmtree(old, ignore_errors=True)
-                return
-        os.replace(self._tmp, self.path)
-
-    def close(self) -> pathlib.Path:
-        """`finish()` then `commit()`; returns `path`."""
-        return self.commit()
+                    f"{self.argument}: {str(self.path)!r} changed during the run and is no longer "
+                    "a frame folder this tool may replace; nothing was written."
+                ) from None
+        fileio.replace_folder(self._tmp, self.path)
 
     def abort(self) -> None:
         """Discards everything written; nothing appears under `path`."""
         if self._writer is not None:
             self._writer.release()
             self._writer = None
-        self._finished = self._closed = True
-        if self._tmp is not None and (self._tmp.exists() or self._tmp.is_symlink()):
-            remove_path(self._tmp)
-
-    def __enter__(self) -> FrameWriter:
-        return self
-
-    def __exit__(self, exc_type, exc, tb) -> None:
-        if exc_type is None:
-            self.close()
-        else:
-            self.abort()
-
-    def __del__(self):
-        # A writer dropped without close() (e.g. a generator that never finished) must not leave
-        # its temporary behind.
-        try:
-            if not self._closed:
-                self.abort()
-        except Exception:  # noqa: BLE001 - interpreter shutdown
-            pass
+        self._finished = True
+        super().abort()

@@ -110,6 +110,13 @@ def run_without_lvst_tf(body: str, cwd, timeout: float = 600, **values):
     )
 
 
+def dead_pid() -> int:
+    """The id of a process that has exited (for temporaries "left by a killed run")."""
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    return child.pid
+
+
 def assert_clean_error(outcome: Outcome, expect: str | re.Pattern, code: int | None = None):
     """A clear error: non-zero (or `code`), no traceback, last stderr line matches `expect`."""
     assert TRACEBACK not in outcome.stderr, outcome.stderr[-3000:]

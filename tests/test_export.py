@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from lvst_tf import export, loading, models
+from lvst_tf import export, fileio, loading, models
 from lvst_tf.inference import VideoStylizer
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
@@ -359,7 +359,7 @@ def test_clean_stale_temporaries(tmp_path):
 def test_commit_replaces_a_previous_export_atomically(tmp_path):
     previous = _fake_export(tmp_path / "1")
     new = _fake_export(tmp_path / ".1.export-tmp-1-x", source="new")
-    export._commit(new, previous)  # noqa: SLF001
+    fileio.replace_folder(new, previous)
     assert export.read_marker(previous)["source"] == "new"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["1"]
 
@@ -401,7 +401,7 @@ def test_umask_is_applied(tmp_path):
     os.chmod(folder, 0o700)
     old = os.umask(0o002)
     try:
-        export._apply_umask(folder)  # noqa: SLF001
+        fileio.apply_umask(folder)
     finally:
         os.umask(old)
     assert stat.S_IMODE(folder.stat().st_mode) == 0o775

@@ -3,6 +3,7 @@
 import cv2
 import numpy as np
 import pytest
+from faults import dead_pid
 
 from lvst_tf import data, segmentation
 from lvst_tf.data import image_io
@@ -124,3 +125,9 @@ def test_mask_folder_never_lands_on_other_files(tmp_path):
     ) == (0, 3)
     masks = [image_io.read_label_map(out / f"{t:05d}.png") for t in range(3)]
     assert [int(m.max()) for m in masks] == [0, 0, 255]  # frame values 0, 40, 80
+    # A run killed while writing a mask left its temporary: the next run removes it and resumes.
+    (out / f".00002.png.tmp-{dead_pid()}-abc").write_bytes(b"partial")
+    assert segmentation.write_mask_folder(
+        frames, out, lambda f: f[..., 0] > 50, progress=False
+    ) == (0, 3)
+    assert sorted(p.name for p in out.iterdir()) == ["00000.png", "00001.png", "00002.png"]

@@ -7,6 +7,7 @@ import pathlib
 import numpy as np
 import pytest
 import tensorflow as tf
+from faults import dead_pid
 
 import gin
 from lvst_tf import training
@@ -297,16 +298,22 @@ def test_store_restores_the_newest_intact_checkpoint(tmp_path):
 
 
 def test_stale_temp_files_are_found_and_removed(tmp_path):
+    dead = dead_pid()
     stale = [
         tmp_path / "checkpoints" / "ckpt-9_temp" / "part-00000-of-00001.index",
         tmp_path / "checkpoints" / "checkpoint.tmp5e1f",
-        tmp_path / ".operative_config.gin.abc.tmp",
+        tmp_path / ".operative_config.gin.abc.tmp",  # write_atomic's earlier naming
+        tmp_path / f".operative_config.gin.tmp-{dead}-abc",  # a killed writer's
     ]
-    keep = [tmp_path / "checkpoints" / "ckpt-9.index", tmp_path / "operative_config.gin"]
+    keep = [
+        tmp_path / "checkpoints" / "ckpt-9.index",
+        tmp_path / "operative_config.gin",
+        tmp_path / f".quality.csv.tmp-{os.getpid()}-abc",  # a writer that still runs
+    ]
     for path in stale + keep:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text("x")
     removed = checkpoints.clean_stale_temp_files(tmp_path)
-    assert len(removed) == 3
+    assert len(removed) == 4
     assert not any(p.exists() for p in stale) and all(p.exists() for p in keep)
     assert not (tmp_path / "checkpoints" / "ckpt-9_temp").exists()

@@ -97,7 +97,7 @@ def test_folder_round_trip_is_exact_and_marked(tmp_path):
     assert (out / video_io.FRAME_FOLDER_MARKER).is_file()
     assert video_io.foreign_entries(out) == []
     # Without overwrite an earlier output stays; with it, the folder is replaced as a whole.
-    with pytest.raises(ValueError, match="exists and is not empty; pass --overwrite"):
+    with pytest.raises(ValueError, match="already holds a frame folder; pass --overwrite"):
         video_io.FrameWriter(out)
     _write(out, [frames[0].astype(np.float32) / 255.0], overwrite=True)
     assert [p.name for p in video_io.list_frame_files(out)] == ["00000.png"]

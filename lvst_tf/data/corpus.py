@@ -22,10 +22,8 @@ from __future__ import annotations
 import dataclasses
 import gzip
 import hashlib
-import json
 import math
 import pathlib
-import shutil
 import subprocess
 import sys
 import tarfile
@@ -35,7 +33,7 @@ import zipfile
 import cv2
 import numpy as np
 
-from lvst_tf import segmentation
+from lvst_tf import fileio, segmentation
 from lvst_tf.data import image_io, sources
 from lvst_tf.data import samples as samples_lib
 from lvst_tf.fileio import write_atomic
@@ -43,8 +41,6 @@ from lvst_tf.fileio import write_atomic
 # ----------------------------------------------------------------------------------------------------
 # Constants.
 
-MARKER = ".lvst_tf_corpus.json"
-MARKER_TOOL = "lvst_tf tools/make_corpus.py"
 FORMAT_VERSION = 1
 JPEG_QUALITY = 90
 FRAME_SHORT_SIDE = 288  # frames of the 640x480 videos and of the photo clips
@@ -894,42 +890,31 @@ def encode_contact_sheet(image: np.ndarray, colours: int = 256) -> bytes:
 # The output folder.
 
 
-def is_corpus(folder) -> bool:
-    """True if `folder` holds this tool's marker file."""
-    marker = pathlib.Path(folder) / MARKER
-    try:
-        return json.loads(marker.read_text()).get("tool") == MARKER_TOOL
-    except (OSError, ValueError, AttributeError):
-        return False
+def dataset_folder(tool: str, description: str) -> fileio.MarkedFolder:
+    """The output folder of a data set that `tools/<tool>.py` builds (this corpus, the evaluation
+    set): marker `.lvst_tf_<name>.json` (`<name>` = `tool` without `make_`) naming the tool. A
+    rebuild replaces a previous build of the same tool without --overwrite (the build is
+    deterministic); any other non-empty folder is refused (`lvst_tf.fileio` owns the rules)."""
+    return fileio.MarkedFolder(
+        marker=f".lvst_tf_{tool.removeprefix('make_')}.json",
+        tool=f"lvst_tf tools/{tool}.py",
+        description=description,
+        writer=f"tools/{tool}.py",
+        replace_without_overwrite=True,
+    )
 
 
-def check_output(folder) -> None:
-    """ValueError unless `folder` is missing, empty, or a corpus this tool built (its marker file)."""
-    folder = pathlib.Path(folder)
-    if folder.exists() and not folder.is_dir():
-        raise ValueError(f"output: {str(folder)!r} exists and is not a folder.")
-    if folder.is_dir() and any(folder.iterdir()) and not is_corpus(folder):
-        raise ValueError(
-            f"output: {str(folder)!r} is not empty and is not a corpus built by tools/make_corpus.py "
-            f"(no {MARKER} marker); refusing to write into it. Choose another --output or empty it."
-        )
+CORPUS_FOLDER = dataset_folder("make_corpus", "a corpus")
+MARKER, MARKER_TOOL = CORPUS_FOLDER.marker, CORPUS_FOLDER.tool
+# `is_corpus(folder)`: whether `folder` holds the marker; `check_output(folder)`: ValueError unless
+# `folder` is missing, empty or a corpus this tool built (returns it as an absolute path).
+is_corpus = CORPUS_FOLDER.is_ours
+check_output = CORPUS_FOLDER.check_output
 
 
 def default_output() -> pathlib.Path:
     """`$LVST_TF_HOME/corpus`, default `~/.cache/lvst_tf/corpus` (beside the models cache)."""
     return samples_lib.corpus_root()
-
-
-def _replace_folder(staging: pathlib.Path, output: pathlib.Path) -> None:
-    # Swap the finished folder in, so an interrupted run leaves the old corpus intact.
-    backup = output.with_name(f".{output.name}.old")
-    if backup.exists():
-        shutil.rmtree(backup)
-    if output.exists():
-        output.rename(backup)
-    staging.rename(output)
-    if backup.exists():
-        shutil.rmtree(backup)
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -1047,13 +1032,10 @@ def build(
     """
     output = pathlib.Path(output) if output is not None else default_output()
     output = output.expanduser().absolute()
-    check_output(output)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    staging = output.with_name(f".{output.name}.building")
-    if staging.exists():
-        shutil.rmtree(staging)
-    staging.mkdir()
-    with tempfile.TemporaryDirectory() as tmp:
+    with (
+        CORPUS_FOLDER.building(output, format=FORMAT_VERSION) as staging,
+        tempfile.TemporaryDirectory() as tmp,
+    ):
         download = pathlib.Path(download_dir) if download_dir else pathlib.Path(tmp) / "downloads"
         download.mkdir(parents=True, exist_ok=True)
         segmenter = segmentation.SelfieSegmenter(model_path or segmentation.fetch_selfie_model())
@@ -1081,17 +1063,13 @@ def build(
         log("styles ...")
         styles = write_styles(staging / "styles", images)
 
-    val = choose_val(clips)
-    train = [c.name for c in clips if c.name not in val]
-    write_splits(staging, {"train": train, "val": val})
-    sheet = encode_contact_sheet(contact_sheet(clips))
-    write_atomic(staging / "contact_sheet.png", sheet)
-    summary = summarize(clips, styles, train, val)
-    write_atomic(staging / "README.md", readme(clips, styles, train, val, summary))
-    write_atomic(
-        staging / MARKER, json.dumps({"tool": MARKER_TOOL, "format": FORMAT_VERSION}) + "\n"
-    )
-    _replace_folder(staging, output)
+        val = choose_val(clips)
+        train = [c.name for c in clips if c.name not in val]
+        write_splits(staging, {"train": train, "val": val})
+        sheet = encode_contact_sheet(contact_sheet(clips))
+        write_atomic(staging / "contact_sheet.png", sheet)
+        summary = summarize(clips, styles, train, val)
+        write_atomic(staging / "README.md", readme(clips, styles, train, val, summary))
     if contact_sheet_path:
         write_atomic(contact_sheet_path, sheet)
     summary["output"] = str(output)

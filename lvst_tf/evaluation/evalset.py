@@ -32,9 +32,7 @@ corpus' helpers; every step is deterministic.
 from __future__ import annotations
 
 import dataclasses
-import json
 import pathlib
-import shutil
 import tempfile
 import zipfile
 
@@ -45,8 +43,6 @@ from lvst_tf import segmentation, video_io
 from lvst_tf.data import corpus, image_io
 from lvst_tf.fileio import write_atomic
 
-MARKER = ".lvst_tf_evalset.json"
-MARKER_TOOL = "lvst_tf tools/make_evalset.py"
 FORMAT_VERSION = 1
 MAX_SHORT_SIDE = 480
 STYLE_MAX_SIDE = 512
@@ -325,24 +321,10 @@ def default_output() -> pathlib.Path:
     return assets.home_dir() / "evalset"
 
 
-def is_evalset(folder) -> bool:
-    """True if `folder` holds this tool's marker file."""
-    try:
-        return json.loads((pathlib.Path(folder) / MARKER).read_text()).get("tool") == MARKER_TOOL
-    except (OSError, ValueError, AttributeError):
-        return False
-
-
-def check_output(folder) -> None:
-    """ValueError unless `folder` is missing, empty, or an evaluation set this tool built."""
-    folder = pathlib.Path(folder)
-    if folder.exists() and not folder.is_dir():
-        raise ValueError(f"output: {str(folder)!r} exists and is not a folder.")
-    if folder.is_dir() and any(folder.iterdir()) and not is_evalset(folder):
-        raise ValueError(
-            f"output: {str(folder)!r} is not empty and is not an evaluation set built by "
-            f"tools/make_evalset.py (no {MARKER} marker); refusing to write into it."
-        )
+EVALSET_FOLDER = corpus.dataset_folder("make_evalset", "an evaluation set")
+MARKER, MARKER_TOOL = EVALSET_FOLDER.marker, EVALSET_FOLDER.tool
+is_evalset = EVALSET_FOLDER.is_ours
+check_output = EVALSET_FOLDER.check_output  # ValueError unless missing, empty or a previous build
 
 
 def write_styles(folder: pathlib.Path, styles: dict) -> list[str]:
@@ -387,8 +369,7 @@ def build(output=None, download_dir=None, log=print, media: Media | None = None)
     """
     output = pathlib.Path(output) if output is not None else default_output()
     output = output.expanduser().absolute()
-    check_output(output)
-    output.parent.mkdir(parents=True, exist_ok=True)
+    check_output(output)  # before the downloads
     if media is None:
         with tempfile.TemporaryDirectory() as tmp:
             download = pathlib.Path(download_dir) if download_dir else pathlib.Path(tmp)
@@ -396,11 +377,7 @@ def build(output=None, download_dir=None, log=print, media: Media | None = None)
             media = read_media(download, log)
     log("masks ...")
     clips = make_clips(media)
-    staging = output.with_name(f".{output.name}.building")
-    if staging.exists():
-        shutil.rmtree(staging)
-    staging.mkdir()
-    try:
+    with EVALSET_FOLDER.building(output, format=FORMAT_VERSION) as staging:
         for clip in clips:
             corpus.write_sequence(staging, clip.name, clip.frames, clip.instances)
             log(f"  {clip.name}: {len(clip.frames)} frames {clip.size[0]}x{clip.size[1]}")
@@ -411,13 +388,6 @@ def build(output=None, download_dir=None, log=print, media: Media | None = None)
         video_io.write_image(staging / "contact_sheet.png", contact_sheet(clips))
         summary = summarize(clips, styles)
         write_atomic(staging / "README.md", readme(clips, styles, summary))
-        write_atomic(
-            staging / MARKER, json.dumps({"tool": MARKER_TOOL, "format": FORMAT_VERSION}) + "\n"
-        )
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    corpus._replace_folder(staging, output)  # noqa: SLF001 - the corpus' atomic folder swap
     summary["output"] = str(output)
     return summary
 

@@ -14,8 +14,8 @@ file are those `tf.train.CheckpointManager` writes, so runs started by earlier v
    checkpoint survives until the new one is known to be complete.
 On resume, the newest checkpoint that reads back in full is used; a newer unreadable one (a truncated
 file) is moved to `checkpoints/unreadable/` with a warning. Temporary files of a run that was killed
-while saving (`ckpt-N_temp/`, `checkpoint.tmp*`, `.operative_config.gin.*.tmp`) are removed when the
-workdir is used again.
+while saving (`ckpt-N_temp/`, `checkpoint.tmp*`, `fileio.write_atomic`'s `.<name>.tmp-<pid>-*`) are
+removed when the workdir is used again.
 """
 
 from __future__ import annotations
@@ -23,11 +23,12 @@ from __future__ import annotations
 import glob
 import os
 import re
-import shutil
 import time
 
 import tensorflow as tf
 from absl import logging
+
+from lvst_tf import fileio
 
 CHECKPOINT_DIR = "checkpoints"
 UNREADABLE_DIR = "unreadable"
@@ -146,13 +147,17 @@ def latest_step(workdir):
 
 def stale_temp_files(workdir):
     """Temporary files a killed run left in `workdir`: TensorFlow's `ckpt-N_temp/` folders and
-    `checkpoint.tmp*` state files, and `write_atomic`'s `.<name>.*.tmp` files."""
+    `checkpoint.tmp*` state files, and `fileio.write_atomic`'s temporaries in the workdir
+    (`.<name>.tmp-<pid>-*` whose process is gone: another tool, e.g. an evaluation writing its
+    tables there, may be writing the others; `.operative_config.gin.*.tmp` is how earlier versions
+    named them)."""
     workdir = os.fspath(workdir)
     ckpt = checkpoint_dir(workdir)
     found = glob.glob(os.path.join(ckpt, "ckpt-*_temp"))
     found += glob.glob(os.path.join(ckpt, "checkpoint.tmp*"))
     found += glob.glob(os.path.join(workdir, ".operative_config.gin.*.tmp"))
-    return sorted(found)
+    found += [os.fspath(path) for path in fileio.stale_temporaries(workdir, tags=(fileio.TMP,))]
+    return sorted(set(found))
 
 
 def clean_stale_temp_files(workdir):
@@ -160,14 +165,9 @@ def clean_stale_temp_files(workdir):
     process is writing to (the trainer holds its lock)."""
     removed = []
     for path in stale_temp_files(workdir):
-        if os.path.isdir(path) and not os.path.islink(path):
-            shutil.rmtree(path, ignore_errors=True)
-        else:
-            try:
-                os.remove(path)
-            except FileNotFoundError:
-                continue
-        removed.append(path)
+        if os.path.lexists(path):
+            fileio.remove_path(path)
+            removed.append(path)
     return removed
 
 
