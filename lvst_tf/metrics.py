@@ -24,6 +24,7 @@ from collections.abc import Callable, Sequence
 import cv2
 import numpy as np
 
+from lvst_tf import regions
 from lvst_tf.flow import flow_with_validity, sample_bilinear
 
 # sRGB (IEC 61966-2-1) primaries with the D65 white point; rows give X, Y, Z.
@@ -158,7 +159,7 @@ def lab_to_rgb(lab) -> np.ndarray:
 
 
 def region_weights(masks, frames_shape: tuple[int, ...] | None = None) -> np.ndarray:
-    """Object masks -> per-region weights, background last (docs/DESIGN.md).
+    """Object masks -> per-region weights, background last (`lvst_tf.regions`, docs/DESIGN.md).
 
     Args:
       masks: `[..., H, W, K-1]` (or `[..., H, W]` for a single object) in [0, 1]; uint8 is divided by
@@ -185,8 +186,7 @@ def region_weights(masks, frames_shape: tuple[int, ...] | None = None) -> np.nda
         raise ValueError(f"masks must hold at least one object mask, got shape {m.shape}.")
     if np.any(m < -1e-6) or np.any(m > 1 + 1e-6):
         raise ValueError("masks must be in [0, 1] (or uint8 0..255).")
-    background = 1.0 - m.max(axis=-1, keepdims=True)
-    return np.concatenate([m, background], axis=-1)
+    return regions.append_background(m)
 
 
 def masked_mean_std(values, weights, min_weight: float = MIN_REGION_PIXELS):

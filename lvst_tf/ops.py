@@ -23,6 +23,8 @@ import typing
 
 import tensorflow as tf
 
+from lvst_tf import regions
+
 __all__ = [
     "bilateral_slice",
     "bilateral_slice_apply",
@@ -441,11 +443,11 @@ def soft_grid_mask(guide, mask, grid_shape=(16, 16, 8), mode="normalized"):
 
 
 def region_masks(object_masks):
-    """Object masks -> region masks with the background last: the one owner of that rule.
+    """Object masks -> region masks with the background last (TensorFlow).
 
     The background of K - 1 (soft) object masks is the complement of their union, `1 - max_k m_k`
-    (docs/DESIGN.md); the model (on its enhanced masks) and the training loss (on the clean masks)
-    both call this.
+    (docs/DESIGN.md); the rule itself is `lvst_tf.regions.append_background`, shared with the NumPy
+    metrics. The model (on its enhanced masks) and the training loss (on the clean masks) call this.
 
     Args:
       object_masks: `[..., K-1]` float32 in [0, 1] (K - 1 >= 1).
@@ -456,8 +458,7 @@ def region_masks(object_masks):
     object_masks = _as_float(object_masks, "object_masks")
     if object_masks.shape.rank is not None and object_masks.shape.rank < 1:
         raise ValueError("`object_masks` must be [..., K-1], got a scalar.")
-    background = 1.0 - tf.reduce_max(object_masks, axis=-1, keepdims=True)
-    return tf.concat([object_masks, background], axis=-1)
+    return regions.append_background(object_masks, tf.reduce_max, tf.concat)
 
 
 def blend_grids(grids, grid_masks):
