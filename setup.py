@@ -34,6 +34,8 @@ _SCRIPTS = {
     "lvst-fetch-weights": "fetch_weights",
     "lvst-make-masks": "make_masks",
     "lvst-make-corpus": "make_corpus",
+    "lvst-make-evalset": "make_evalset",
+    "lvst-plot-curves": "plot_curves",
 }
 
 

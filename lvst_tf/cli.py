@@ -6,9 +6,8 @@ wheel), so `lvst-train` and `python tools/train.py` run the same code.
 
 The contract with a binary: its whole command-line behaviour (flag parsing, signal handlers, exit
 codes) is a function `cli_main()`, and its `if __name__ == "__main__":` block is just `cli_main()`;
-the console script imports the binary and calls `cli_main()`. A binary that does not define
-`cli_main()` yet is executed as `__main__` instead (what `python -m` does), so its own block runs
-unchanged.
+the console script imports the binary and calls `cli_main()`. `flags_parser(prog)` is the binaries'
+shared absl flag parser (a bad command line is one line on stderr and exit code 2).
 
     lvst-train --gin_file=gin/quickstart.gin --workdir=runs/quickstart
     python -m lvst_tf.cli train --gin_file=...      # the same, without the script on PATH
@@ -19,10 +18,12 @@ from __future__ import annotations
 import ast
 import importlib
 import importlib.util
-import runpy
 import sys
 
-# The binaries (tools/<name>.py) that have console scripts; setup.py names them `lvst-<name>`.
+EXIT_USAGE = 2  # a command line that does not parse
+
+# The binaries (tools/<name>.py) that have console scripts; setup.py names them `lvst-<name>`, and
+# `lvst_tf.cli.main_<name>` (made by `__getattr__` below) is each script's entry point.
 TOOLS = (
     "train",
     "export",
@@ -32,20 +33,20 @@ TOOLS = (
     "fetch_weights",
     "make_masks",
     "make_corpus",
+    "make_evalset",
+    "plot_curves",
 )
 
 
-def _source_facts(name: str) -> tuple[str | None, bool]:
-    """(docstring, whether a top-level `def cli_main` exists) of a binary, read without running it."""
+def _docstring(name: str) -> str | None:
+    """The docstring of a binary, read without running it."""
     spec = importlib.util.find_spec(f"lvst_tf.tools.{name}")
     if spec is None or not spec.origin:
         raise ValueError(
             f"tool: no binary {name!r} in {list(importlib.import_module('lvst_tf.tools').__path__)}."
         )
     with open(spec.origin, encoding="utf-8") as f:
-        tree = ast.parse(f.read(), filename=spec.origin)
-    has_cli_main = any(isinstance(n, ast.FunctionDef) and n.name == "cli_main" for n in tree.body)
-    return ast.get_docstring(tree, clean=False), has_cli_main
+        return ast.get_docstring(ast.parse(f.read(), filename=spec.origin), clean=False)
 
 
 def run_tool(name: str) -> None:
@@ -59,13 +60,8 @@ def run_tool(name: str) -> None:
     """
     if name not in TOOLS:
         raise ValueError(f"tool: expected one of {sorted(TOOLS)}, got {name!r}.")
-    doc, has_cli_main = _source_facts(name)
     # absl's --help prints `__main__`'s docstring: show the binary's own usage text.
-    sys.modules["__main__"].__doc__ = doc
-    if not has_cli_main:
-        # Interim: the binary's own `__main__` block, unchanged (its flags register under argv[0]).
-        runpy.run_module(f"lvst_tf.tools.{name}", run_name="__main__", alter_sys=False)
-        return
+    sys.modules["__main__"].__doc__ = _docstring(name)
     from absl import flags  # noqa: PLC0415
 
     module = importlib.import_module(f"lvst_tf.tools.{name}")
@@ -75,44 +71,35 @@ def run_tool(name: str) -> None:
     module.cli_main()
 
 
-def main_train() -> None:
-    """`lvst-train`: tools/train.py."""
-    run_tool("train")
+def flags_parser(prog: str):
+    """An absl `flags_parser` for `app.run(main, flags_parser=...)`: a command line that does not
+    parse ends with one line `PROG: error: ...` on stderr and exit code 2, not absl's usage dump."""
+
+    def parse(argv):
+        from absl import flags  # noqa: PLC0415
+
+        try:
+            return flags.FLAGS(argv)
+        except flags.Error as e:
+            sys.stderr.write(f"{prog}: error: {e}\n")
+            sys.stderr.flush()
+            sys.exit(EXIT_USAGE)
+
+    return parse
 
 
-def main_export() -> None:
-    """`lvst-export`: tools/export.py."""
-    run_tool("export")
+def __getattr__(attribute: str):
+    """`main_<tool>` for each of `TOOLS`: the console script `lvst-<tool>` (setup.py)."""
+    tool = attribute.removeprefix("main_")
+    if attribute.startswith("main_") and tool in TOOLS:
 
+        def main() -> None:
+            run_tool(tool)
 
-def main_stylize() -> None:
-    """`lvst-stylize`: tools/stylize.py."""
-    run_tool("stylize")
-
-
-def main_eval() -> None:
-    """`lvst-eval`: tools/eval.py."""
-    run_tool("eval")
-
-
-def main_quickstart() -> None:
-    """`lvst-quickstart`: tools/quickstart.py."""
-    run_tool("quickstart")
-
-
-def main_fetch_weights() -> None:
-    """`lvst-fetch-weights`: tools/fetch_weights.py."""
-    run_tool("fetch_weights")
-
-
-def main_make_masks() -> None:
-    """`lvst-make-masks`: tools/make_masks.py."""
-    run_tool("make_masks")
-
-
-def main_make_corpus() -> None:
-    """`lvst-make-corpus`: tools/make_corpus.py."""
-    run_tool("make_corpus")
+        main.__name__ = main.__qualname__ = attribute
+        main.__doc__ = f"`lvst-{tool.replace('_', '-')}`: tools/{tool}.py."
+        return main
+    raise AttributeError(f"module {__name__!r} has no attribute {attribute!r}")
 
 
 def _module_main() -> None:

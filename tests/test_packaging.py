@@ -76,17 +76,20 @@ def test_console_scripts_name_the_tools():
         assert required in scripts
 
 
-@pytest.mark.parametrize("tool", cli.TOOLS)
-def test_tool_follows_the_cli_main_contract_or_runs_as_main(tool):
-    """A binary with `def cli_main()` has `cli_main()` as its whole `__main__` block (lvst_tf.cli
-    calls it); one without is executed as `__main__` by lvst_tf.cli, so it needs a `__main__` block."""
+@pytest.mark.parametrize("tool", sorted(p.stem for p in (REPO / "tools").glob("*.py")))
+def test_tool_follows_the_cli_main_contract(tool):
+    """Every binary has `def cli_main()` (lvst_tf.cli calls it for those with a console script),
+    and its `__main__` block is just `cli_main()`."""
     path = REPO / "tools" / f"{tool}.py"
     tree = ast.parse(path.read_text(encoding="utf-8"))
-    has_cli_main = any(isinstance(n, ast.FunctionDef) and n.name == "cli_main" for n in tree.body)
-    block = _main_block(path)
-    if has_cli_main:
-        assert block == "cli_main()", f"{path.name}: the __main__ block must be just cli_main()"
-    assert cli._source_facts(tool) == (ast.get_docstring(tree, clean=False), has_cli_main)
+    assert any(isinstance(n, ast.FunctionDef) and n.name == "cli_main" for n in tree.body), tool
+    assert _main_block(path) == "cli_main()", f"{path.name}: the __main__ block must be cli_main()"
+
+
+def test_tools_do_not_touch_the_import_path():
+    """The package is installed (editable in a checkout): no binary edits `sys.path` to find it."""
+    for path in sorted((REPO / "tools").glob("*.py")):
+        assert "sys.path" not in path.read_text(encoding="utf-8"), path.name
 
 
 def test_mirrored_folders_are_declared_everywhere():
@@ -122,38 +125,42 @@ def test_unknown_tool_is_refused():
     )
     assert proc.returncode == 1
     assert proc.stderr.strip().splitlines() == [
-        "usage: python -m lvst_tf.cli {train,export,stylize,eval,quickstart,fetch_weights,"
-        "make_masks,make_corpus} [flags]; got 'nope'."
+        f"usage: python -m lvst_tf.cli {{{','.join(cli.TOOLS)}}} [flags]; got 'nope'."
     ]
 
 
 _FAKE_TOOL = '''"""Fake binary: prints its flag and program name."""
 from absl import app, flags
 
+from lvst_tf import cli
+
 _X = flags.DEFINE_integer("x", 0, "A number to print.")
 
 
 def main(argv):
     print(f"x={_X.value} prog={argv[0]}")
-{entry}
+
+
+def cli_main():
+    app.run(main, flags_parser=cli.flags_parser("fake.py"))
+
+
+if __name__ == "__main__":
+    cli_main()
 '''
-_ENTRIES = {
-    "cli_main": "\ndef cli_main():\n    app.run(main)\n\n\nif __name__ == '__main__':\n    cli_main()",
-    "main_block": "\nif __name__ == '__main__':\n    app.run(main)",
-}
 
 
-@pytest.mark.parametrize("entry", sorted(_ENTRIES))
-def test_run_tool_starts_a_binary(entry, tmp_path):
-    """Both ways lvst_tf.cli starts a binary: its `cli_main()`, or its `__main__` block."""
-    (tmp_path / "fake_tool.py").write_text(_FAKE_TOOL.replace("{entry}", _ENTRIES[entry]))
+def test_run_tool_starts_a_binary(tmp_path):
+    """lvst_tf.cli imports a binary and calls its `cli_main()`: flags, program name, --helpshort
+    with the binary's docstring and flags, a bad flag as one line with exit code 2."""
+    (tmp_path / "fake_tool.py").write_text(_FAKE_TOOL)
     driver = (
         "import sys, lvst_tf.tools, lvst_tf.cli as cli; "
         f"lvst_tf.tools.__path__.append({str(tmp_path)!r}); "
-        "cli.TOOLS += ('fake_tool',); sys.argv[0] = 'lvst-fake'; cli.run_tool('fake_tool')"
+        "cli.TOOLS += ('fake_tool',); sys.argv[0] = 'lvst-fake'; cli.main_fake_tool()"
     )
     outputs = []
-    for flag in ("--x=3", "--helpshort"):
+    for flag in ("--x=3", "--helpshort", "--x=three"):
         proc = subprocess.run(
             [sys.executable, "-c", driver, flag], capture_output=True, text=True, timeout=120
         )
@@ -162,6 +169,10 @@ def test_run_tool_starts_a_binary(entry, tmp_path):
     code, text = outputs[1]
     assert "Fake binary: prints its flag and program name." in text
     assert "--x: A number to print." in text
+    code, text = outputs[2]
+    assert code == 2 and text.strip().splitlines() == [
+        "fake.py: error: flag --x=three: invalid literal for int() with base 10: 'three'"
+    ]
 
 
 @pytest.mark.parametrize("tool", ["export", "stylize"])
@@ -325,8 +336,8 @@ def test_installed_package(installed):
         [*tools, "__init__.py"]
     )
     assert found["smoke_steps"] == 3
-    # The console scripts start the installed binaries.
-    for script in ("lvst-train", "lvst-export", "lvst-stylize", "lvst-eval"):
+    # Every console script starts its installed binary.
+    for script, tool in _setup_literal("_SCRIPTS").items():
         proc = subprocess.run(
             [str(scripts / script), "--helpshort"],
             cwd=work,
@@ -335,7 +346,6 @@ def test_installed_package(installed):
             text=True,
             timeout=300,
         )
-        tool = script.removeprefix("lvst-")
         first_line = ast.get_docstring(
             ast.parse((REPO / "tools" / f"{tool}.py").read_text(encoding="utf-8"))
         ).splitlines()[0]

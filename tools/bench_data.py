@@ -67,5 +67,10 @@ def main(argv):
         print(f"| {name:<22} | {str(with_flow):<5} | {rate:7.2f} | {rate / base:24.2f} |")
 
 
-if __name__ == "__main__":
+def cli_main():
+    """The command line."""
     app.run(main)
+
+
+if __name__ == "__main__":
+    cli_main()

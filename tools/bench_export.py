@@ -25,15 +25,12 @@ validation; the in-process render has none (VideoStylizer validates in NumPy bef
 import os
 import pathlib
 import statistics
-import sys
 import tempfile
 import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from absl import app, flags, logging  # noqa: E402
-
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 
 _SIZES = flags.DEFINE_list("sizes", ["512x512", "1024x1024", "3000x4000"], "Render sizes HxW.")
 _CLIP_SIZE = flags.DEFINE_string("clip_size", "512x512", "Frame size HxW of the clip.")
@@ -72,10 +69,10 @@ def _median(samples, index: int) -> float:
 
 
 def _load() -> str:
-    try:
-        return "load average " + " ".join(f"{v:.1f}" for v in os.getloadavg())
-    except OSError:
-        return "load average unknown"
+    from lvst_tf.evaluation import timing  # noqa: PLC0415
+
+    loads = timing.load_averages()
+    return "load average " + (" ".join(f"{v:.1f}" for v in loads) if loads else "unknown")
 
 
 def main(argv):
@@ -207,5 +204,10 @@ def _identity_grid(shape):
     return grid
 
 
-if __name__ == "__main__":
+def cli_main():
+    """The command line."""
     app.run(main)
+
+
+if __name__ == "__main__":
+    cli_main()

@@ -71,10 +71,9 @@ def _parse_size(text, flag="--sizes"):
 
 def _load():
     """The 1-minute load average (the machine's load while measuring), or None."""
-    try:
-        return os.getloadavg()[0]
-    except OSError:
-        return None
+    from lvst_tf.evaluation import timing  # noqa: PLC0415
+
+    return (timing.load_averages() or (None,))[0]
 
 
 def _time_call(fn):
@@ -179,18 +178,11 @@ def bench_end_to_end(model, styles, height, width, num_frames, repeats):
     return result
 
 
-def _vm_kb(field):
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith(field + ":"):
-                return int(line.split()[1])
-    raise KeyError(field)
-
-
 def rss_worker():
     """Streams `--rss_frames` uint8 frames at r = 8; prints peak RSS (MB) as JSON."""
     import numpy as np
 
+    from lvst_tf.evaluation.timing import process_memory_kb
     from lvst_tf.inference import VideoStylizer
     from lvst_tf.models import build_model
 
@@ -198,7 +190,7 @@ def rss_worker():
     model = build_model(vgg_weights=None, low_res=_LOW_RES.value)
     rng = np.random.default_rng(2)
     styles = [rng.random((300, 400, 3), dtype=np.float32) for _ in range(_NUM_REGIONS.value)]
-    base = _vm_kb("VmRSS")
+    base = process_memory_kb("VmRSS")
 
     def frames():  # a reader's frames: a new uint8 array each, as a video decoder hands them out
         for t in range(_RSS_FRAMES.value):
@@ -212,7 +204,11 @@ def rss_worker():
     for out in VideoStylizer(model, r=8).stream(frames(), styles):
         assert out.shape == (height, width, 3)
         count += 1
-    print(json.dumps({"peak_mb": _vm_kb("VmHWM") / 1024.0, "base_mb": base / 1024.0, "n": count}))
+    print(
+        json.dumps(
+            {"peak_mb": process_memory_kb("VmHWM") / 1024.0, "base_mb": base / 1024.0, "n": count}
+        )
+    )
 
 
 def _run_rss():
@@ -358,5 +354,10 @@ def main(argv):
         write_atomic(_OUTPUT.value, text)
 
 
-if __name__ == "__main__":
+def cli_main():
+    """The command line."""
     app.run(main)
+
+
+if __name__ == "__main__":
+    cli_main()

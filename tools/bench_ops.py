@@ -125,14 +125,6 @@ def time_worker(height, width, repeats, impl="auto"):
     return result
 
 
-def _rss_kb(field):
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith(field + ":"):
-                return int(line.split()[1])
-    raise KeyError(field)
-
-
 def _release_free_memory():
     """Returns freed heap pages to the OS (glibc malloc_trim), where available."""
     try:
@@ -146,6 +138,7 @@ def memory_worker(height, width, impl="auto"):
     import tensorflow as tf
 
     from lvst_tf import ops
+    from lvst_tf.evaluation import timing
 
     grid, guide, image = (tf.constant(v) for v in _inputs(height, width))
     small = (tf.constant(v) for v in _inputs(8, 8))
@@ -155,9 +148,12 @@ def memory_worker(height, width, impl="auto"):
         _release_free_memory()  # so the next call cannot hide its peak in recycled heap pages
         with open("/proc/self/clear_refs", "w") as f:
             f.write("5")  # resets VmHWM to the current RSS
-        base = _rss_kb("VmRSS")
+        base = timing.process_memory_kb("VmRSS")
         ops.bilateral_slice_apply(grid, guide, image, impl=impl).numpy()
-        return {"peak_mb": (_rss_kb("VmHWM") - base) / 1024.0, "peak_method": "VmHWM"}
+        return {
+            "peak_mb": (timing.process_memory_kb("VmHWM") - base) / 1024.0,
+            "peak_method": "VmHWM",
+        }
     except (OSError, KeyError):
         base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         ops.bilateral_slice_apply(grid, guide, image, impl=impl).numpy()
@@ -177,10 +173,9 @@ def _run_worker(kind, size, repeats, impl):
 
 def _load():
     """The machine's 1-minute load average (other jobs inflate absolute times), or None."""
-    try:
-        return os.getloadavg()[0]
-    except OSError:
-        return None
+    from lvst_tf.evaluation import timing  # noqa: PLC0415
+
+    return (timing.load_averages() or (None,))[0]
 
 
 def _fmt(value, spec):
@@ -248,5 +243,10 @@ def main(argv=None):
     return 0
 
 
-if __name__ == "__main__":
+def cli_main():
+    """The command line."""
     sys.exit(main())
+
+
+if __name__ == "__main__":
+    cli_main()

@@ -12,15 +12,9 @@ and an assumed sustained GPU throughput, beside the paper's reported time (see d
 """
 
 import os
-import pathlib
-import sys
 import time
 
-_REPO = pathlib.Path(__file__).resolve().parents[1]
-if str(_REPO) not in sys.path:
-    sys.path.insert(0, str(_REPO))
-
-from absl import app, flags  # noqa: E402
+from absl import app, flags
 
 _GIN_FILE = flags.DEFINE_multi_string("gin_file", ["quickstart.gin"], "Gin config file(s).")
 _GIN_BINDINGS = flags.DEFINE_multi_string("gin_bindings", [], "Extra gin bindings.")
@@ -151,5 +145,10 @@ def step_gflops(size, batch, frames, regions):
     return _images(batch, frames, regions) * VGG_GFLOPS_256 * (size / 256.0) ** 2
 
 
-if __name__ == "__main__":
+def cli_main():
+    """The command line."""
     app.run(main)
+
+
+if __name__ == "__main__":
+    cli_main()

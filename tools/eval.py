@@ -30,8 +30,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from absl import app, flags, logging  # noqa: E402
 
-# Runs from a source checkout without installing the package.
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
+from lvst_tf import cli  # noqa: E402
 
 _SAVED_MODEL = flags.DEFINE_string("saved_model", None, "A SavedModel written by tools/export.py.")
 _WORKDIR = flags.DEFINE_string(
@@ -300,13 +299,10 @@ def main(argv):
         fail(f"{type(e).__name__}: {e} (rerun with --verbose for the traceback).", 1)
 
 
-def parse_flags(argv):
-    """absl's flag parsing, with a bad flag reported as one clean line."""
-    try:
-        return flags.FLAGS(argv)
-    except flags.Error as e:
-        fail(f"{e}")
+def cli_main():
+    """The command line (also `lvst-eval`): one-line flag errors (exit 2), then `main`."""
+    app.run(main, flags_parser=cli.flags_parser(PROG))
 
 
 if __name__ == "__main__":
-    app.run(main, flags_parser=parse_flags)
+    cli_main()

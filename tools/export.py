@@ -30,10 +30,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from absl import app, flags, logging  # noqa: E402
 
-# Runs from a source checkout without installing the package.
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
-
-from lvst_tf import export, loading  # noqa: E402  (neither imports TensorFlow at import time)
+from lvst_tf import cli, export, loading  # noqa: E402  (none imports TensorFlow at import time)
 
 PROG = "export.py"
 
@@ -154,20 +151,11 @@ def main(argv):
     print(f"SavedModel written to {path} (signatures: {', '.join(export.SIGNATURE_NAMES)})")
 
 
-def parse_flags(argv):
-    """absl flag parsing with a one-line error (exit 2) instead of absl's usage dump."""
-    try:
-        return flags.FLAGS(argv)
-    except flags.Error as e:
-        sys.stderr.write(f"{PROG}: error: {e}\n")
-        sys.exit(2)
-
-
 def cli_main():
     """The whole command-line behaviour: SIGTERM handling, flag parsing, exit codes."""
     signal.signal(signal.SIGTERM, _on_sigterm)
     try:
-        app.run(main, flags_parser=parse_flags)
+        app.run(main, flags_parser=cli.flags_parser(PROG))
     except KeyboardInterrupt:  # Ctrl-C outside main() (e.g. while parsing flags)
         sys.stderr.write(f"{PROG}: error: interrupted (Ctrl-C); nothing written.\n")
         sys.exit(130)

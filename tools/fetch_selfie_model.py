@@ -22,5 +22,10 @@ def main(argv):
     print(segmentation.fetch_selfie_model(_DEST_DIR.value, force=_FORCE.value))
 
 
-if __name__ == "__main__":
+def cli_main():
+    """The command line."""
     app.run(main)
+
+
+if __name__ == "__main__":
+    cli_main()

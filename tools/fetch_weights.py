@@ -36,5 +36,10 @@ def main(argv):
         print(f"{name}: {path}")
 
 
-if __name__ == "__main__":
+def cli_main():
+    """The command line (also `lvst-fetch-weights`)."""
     app.run(main)
+
+
+if __name__ == "__main__":
+    cli_main()

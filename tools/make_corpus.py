@@ -55,5 +55,10 @@ def main(argv):
     )
 
 
-if __name__ == "__main__":
+def cli_main():
+    """The command line (also `lvst-make-corpus`)."""
     app.run(main)
+
+
+if __name__ == "__main__":
+    cli_main()

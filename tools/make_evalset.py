@@ -13,16 +13,12 @@ Then, for example:
     python tools/eval.py --mode=quality --data=~/.cache/lvst_tf/evalset --regions=2 --max_frames=40
 """
 
-import pathlib
 import sys
 import time
 
 from absl import app, flags
 
-# Runs from a source checkout without installing the package.
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
-
-from lvst_tf.evaluation import evalset  # noqa: E402
+from lvst_tf.evaluation import evalset
 
 _OUTPUT = flags.DEFINE_string(
     "output", None, "Evaluation set folder (default: $LVST_TF_HOME/evalset)."
@@ -51,5 +47,10 @@ def main(argv):
     )
 
 
-if __name__ == "__main__":
+def cli_main():
+    """The command line (also `lvst-make-evalset`)."""
     app.run(main)
+
+
+if __name__ == "__main__":
+    cli_main()

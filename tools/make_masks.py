@@ -18,13 +18,9 @@ import os
 import pathlib
 import sys
 
-_REPO = pathlib.Path(__file__).resolve().parents[1]
-if str(_REPO) not in sys.path:  # a fresh clone without `pip install -e .` still imports lvst_tf
-    sys.path.insert(0, str(_REPO))
+from absl import app, flags
 
-from absl import app, flags  # noqa: E402
-
-from lvst_tf import segmentation, video_io  # noqa: E402
+from lvst_tf import segmentation, video_io
 
 _INPUT = flags.DEFINE_string("input", None, "Video file or folder of frames.", required=True)
 _OUTPUT = flags.DEFINE_string(
@@ -87,5 +83,10 @@ def main(argv):
         sys.exit(f"make_masks.py: error: {e}")
 
 
-if __name__ == "__main__":
+def cli_main():
+    """The command line (also `lvst-make-masks`)."""
     app.run(main)
+
+
+if __name__ == "__main__":
+    cli_main()

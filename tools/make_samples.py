@@ -206,5 +206,10 @@ def main(argv):
     print(f"wrote {output} ({total / 1e6:.2f} MB)")
 
 
-if __name__ == "__main__":
+def cli_main():
+    """The command line."""
     app.run(main)
+
+
+if __name__ == "__main__":
+    cli_main()

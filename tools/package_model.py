@@ -40,5 +40,10 @@ def main(argv):
     print(f"Packaged {prefix} as {output}.")
 
 
-if __name__ == "__main__":
+def cli_main():
+    """The command line."""
     app.run(main)
+
+
+if __name__ == "__main__":
+    cli_main()

@@ -74,5 +74,10 @@ def main(argv):
     print(f"Wrote {_OUTPUT.value} ({len(tags)} panels, steps up to {offset}).")
 
 
-if __name__ == "__main__":
+def cli_main():
+    """The command line (also `lvst-plot-curves`)."""
     app.run(main)
+
+
+if __name__ == "__main__":
+    cli_main()

@@ -22,17 +22,13 @@ Every argument is checked before TensorFlow is imported; errors are one line nam
 """
 
 import os
-import pathlib
 import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-_REPO = pathlib.Path(__file__).resolve().parents[1]
-if str(_REPO) not in sys.path:  # a fresh clone without `pip install -e .` still imports lvst_tf
-    sys.path.insert(0, str(_REPO))
 
 from absl import app, flags  # noqa: E402
 
-from lvst_tf import stylize_video  # noqa: E402
+from lvst_tf import cli, stylize_video  # noqa: E402
 
 _INPUT = flags.DEFINE_string(
     "input", None, "Video file (mp4/avi/mov/mkv/webm/m4v) or folder of frames (sorted by name)."
@@ -94,14 +90,6 @@ _FPS = flags.DEFINE_float("fps", 0.0, "Output fps; 0 = the input's (30 for frame
 _VERBOSE = flags.DEFINE_bool("verbose", False, "Print the traceback of an error.")
 
 
-def _parse_flags(argv):
-    try:
-        return flags.FLAGS(argv)
-    except flags.Error as e:
-        print(f"stylize.py: error: {e}", file=sys.stderr)
-        sys.exit(2)
-
-
 def main(argv):
     if len(argv) > 1:
         print(
@@ -131,5 +119,10 @@ def main(argv):
     sys.exit(stylize_video.main(request, prog="stylize.py", verbose=_VERBOSE.value))
 
 
+def cli_main():
+    """The command line (also `lvst-stylize`): one-line flag errors (exit 2), then `main`."""
+    app.run(main, flags_parser=cli.flags_parser("stylize.py"))
+
+
 if __name__ == "__main__":
-    app.run(main, flags_parser=_parse_flags)
+    cli_main()

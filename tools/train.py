@@ -33,11 +33,9 @@ import traceback
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-_REPO = pathlib.Path(__file__).resolve().parents[1]
-if str(_REPO) not in sys.path:  # a fresh clone without `pip install -e .` still imports lvst_tf
-    sys.path.insert(0, str(_REPO))
-
 from absl import app, flags, logging  # noqa: E402
+
+from lvst_tf import cli  # noqa: E402  (no TensorFlow at import time)
 
 PROG = "train.py"
 TRACEBACK_ENV = "LVST_TF_TRACEBACK"
@@ -259,19 +257,10 @@ def main(argv):
     logging.info("Finished at step %d.", result["step"])
 
 
-def parse_flags(argv):
-    """absl flag parsing with a one-line error (exit 2) instead of absl's usage dump."""
-    try:
-        return flags.FLAGS(argv)
-    except flags.Error as e:
-        sys.stderr.write(f"{PROG}: error: {e}\n")
-        sys.exit(EXIT_USAGE)
-
-
 def cli_main():
     """The command line (also `lvst-train`): INFO logging, one-line flag errors, then `main`."""
     logging.set_verbosity(logging.INFO)
-    app.run(main, flags_parser=parse_flags)
+    app.run(main, flags_parser=cli.flags_parser(PROG))
 
 
 if __name__ == "__main__":

@@ -76,16 +76,43 @@ def device_description() -> str:
     return f"CPU: {cpu} ({cores} cores available)"
 
 
-def available_memory_bytes() -> int | None:
-    """MemAvailable of /proc/meminfo (Linux), else None."""
+def _proc_kb(path: str, field: str) -> int | None:
+    """The `field:` line of a Linux /proc file in kB (e.g. "VmRSS" of /proc/self/status), or None."""
     try:
-        with open("/proc/meminfo", encoding="utf-8") as f:
+        with open(path, encoding="utf-8") as f:
             for line in f:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
+                if line.startswith(field + ":"):
+                    return int(line.split()[1])
     except (OSError, ValueError, IndexError):
         pass
     return None
+
+
+def available_memory_bytes() -> int | None:
+    """MemAvailable of /proc/meminfo (Linux), else None."""
+    kb = _proc_kb("/proc/meminfo", "MemAvailable")
+    return None if kb is None else kb * 1024
+
+
+def process_memory_kb(field: str) -> int:
+    """This process's memory from /proc/self/status in kB: "VmRSS" now, "VmHWM" the peak.
+
+    Raises:
+      KeyError: the field is not there (not Linux).
+    """
+    kb = _proc_kb("/proc/self/status", field)
+    if kb is None:
+        raise KeyError(field)
+    return kb
+
+
+def load_averages() -> tuple[float, float, float] | None:
+    """The machine's 1, 5 and 15-minute load averages (other jobs inflate absolute times), or
+    None where the system does not report them."""
+    try:
+        return os.getloadavg()
+    except OSError:
+        return None
 
 
 @dataclasses.dataclass
