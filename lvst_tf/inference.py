@@ -136,21 +136,28 @@ def _mask_to_float(m: np.ndarray) -> np.ndarray:
     return m.astype(np.float32, copy=False)
 
 
+def _as_list(value: Any, name: str, rank: int, items: str, array: str) -> list:
+    """`value` as a list of K items: an array or tensor of rank `rank` (`array`, e.g.
+    "[K, h, w, 3]") is split on its first axis, any other sequence is listed; ValueError naming
+    `name` for anything else (a string, a single item). `items` describes the list in messages."""
+    if isinstance(value, (np.ndarray, tf.Tensor)):
+        arr = _as_array(value, name)
+        if arr.ndim != rank:
+            raise ValueError(
+                f"{name} must be {items} or an array {array}; got an array of shape "
+                f"{tuple(arr.shape)}."
+            )
+        return list(arr)
+    if not isinstance(value, collections.abc.Sequence) or isinstance(value, (str, bytes)):
+        raise ValueError(f"{name} must be {items}; got {type(value).__name__}.")
+    return list(value)
+
+
 def _validate_styles(styles: Any, name: str) -> list[np.ndarray]:
     """A list of K >= 2 style images `[h, w, 3]` of any size (or an array `[K, h, w, 3]`)."""
-    if isinstance(styles, (np.ndarray, tf.Tensor)):
-        arr = _as_array(styles, name)
-        if arr.ndim != 4:
-            raise ValueError(
-                f"{name} must be a list of K images [h, w, 3] or an array [K, h, w, 3]; "
-                f"got an array of shape {tuple(arr.shape)}."
-            )
-        styles = list(arr)
-    if not isinstance(styles, collections.abc.Sequence) or isinstance(styles, (str, bytes)):
-        raise ValueError(
-            f"{name} must be a list of K style images [h, w, 3] (last = background); "
-            f"got {type(styles).__name__}."
-        )
+    styles = _as_list(
+        styles, name, 4, "a list of K style images [h, w, 3] (last = background)", "[K, h, w, 3]"
+    )
     if len(styles) < 2:
         raise ValueError(
             f"{name} must hold K >= 2 style images (objects..., background); got {len(styles)}."
@@ -164,19 +171,9 @@ def _validate_style_masks(
     """None, or K style-region masks `[h_k, w_k]` (or None = whole image) matching the styles."""
     if masks is None:
         return None
-    if isinstance(masks, (np.ndarray, tf.Tensor)):
-        arr = _as_array(masks, name)
-        if arr.ndim != 3:
-            raise ValueError(
-                f"{name} must be a list of K masks [h_k, w_k] (None = whole style image) or an "
-                f"array [K, h, w]; got an array of shape {tuple(arr.shape)}."
-            )
-        masks = list(arr)
-    if not isinstance(masks, collections.abc.Sequence) or isinstance(masks, (str, bytes)):
-        raise ValueError(
-            f"{name} must be a list of K masks [h_k, w_k] (None = whole style image); "
-            f"got {type(masks).__name__}."
-        )
+    masks = _as_list(
+        masks, name, 3, "a list of K masks [h_k, w_k] (None = whole style image)", "[K, h, w]"
+    )
     if len(masks) != len(styles):
         raise ValueError(
             f"{name} has {len(masks)} masks for {len(styles)} styles; expected one per style "

@@ -222,21 +222,21 @@ def decode_image(data: bytes, name: str = "<bytes>", argument: str = "image") ->
     Raises:
       ValueError naming `argument` and `name` if the bytes are truncated, damaged or undecodable.
     """
-    problem = image_problem(data)
-    if problem:
-        raise ValueError(f"{argument}: {name!r} is damaged: {problem}.")
-    bgr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
-    if bgr is None:
-        raise ValueError(f"{argument}: cannot decode {name!r} as an image.")
+    bgr = _decode(data, name, argument, cv2.IMREAD_COLOR)
     return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)  # faster than a reversed-channel copy
 
 
 def decode_image_unchanged(data: bytes, name: str = "<bytes>", argument: str = "image"):
     """Decodes image bytes as stored: `[H, W]` or `[H, W, C]` (BGR order), uint8/uint16/float32."""
+    return _decode(data, name, argument, cv2.IMREAD_UNCHANGED)
+
+
+def _decode(data: bytes, name: str, argument: str, flags: int) -> np.ndarray:
+    """`cv2.imdecode(data, flags)` after the damage check; ValueError naming `argument`, `name`."""
     problem = image_problem(data)
     if problem:
         raise ValueError(f"{argument}: {name!r} is damaged: {problem}.")
-    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+    image = cv2.imdecode(np.frombuffer(data, np.uint8), flags)
     if image is None:
         raise ValueError(f"{argument}: cannot decode {name!r} as an image.")
     return image
@@ -552,23 +552,25 @@ def read_video(path: str | os.PathLike, argument: str = "input") -> np.ndarray:
 # ----------------------------------------------------------------------------------------------------
 
 
+def _read_struct(f, pos: int, fmt: str) -> tuple | None:
+    """`struct.unpack(fmt, ...)` of the bytes at `pos`, or None past the end of the file."""
+    f.seek(pos)
+    data = f.read(struct.calcsize(fmt))
+    return struct.unpack(fmt, data) if len(data) == struct.calcsize(fmt) else None
+
+
 def _iso_boxes(f, start: int, end: int):
     """(type, payload start, payload end) of the ISO-BMFF boxes between `start` and `end`."""
     pos = start
-    while pos + 8 <= end:
-        f.seek(pos)
-        head = f.read(8)
-        if len(head) < 8:
-            return
-        size, kind = struct.unpack(">I4s", head)
+    while pos + 8 <= end and (head := _read_struct(f, pos, ">I4s")) is not None:
+        size, kind = head
         header = 8
-        if size == 1:
-            extended = f.read(8)
-            if len(extended) < 8:
+        if size == 1:  # a 64-bit size follows the type
+            extended = _read_struct(f, pos + 8, ">Q")
+            if extended is None:
                 return
-            (size,) = struct.unpack(">Q", extended)
-            header = 16
-        elif size == 0:
+            size, header = extended[0], 16
+        elif size == 0:  # the box runs to the end
             size = end - pos
         if size < header:
             return
@@ -576,35 +578,42 @@ def _iso_boxes(f, start: int, end: int):
         pos += size
 
 
-def _mp4_has_audio(f, file_size: int) -> bool | None:
-    for kind, start, end in _iso_boxes(f, 0, file_size):
-        if kind != b"moov":
-            continue
-        for track, t_start, t_end in _iso_boxes(f, start, end):
-            if track != b"trak":
-                continue
-            for media, m_start, m_end in _iso_boxes(f, t_start, t_end):
-                if media != b"mdia":
-                    continue
-                for box, b_start, _ in _iso_boxes(f, m_start, m_end):
-                    if box == b"hdlr":
-                        f.seek(b_start + 8)  # version/flags, pre_defined
-                        if f.read(4) == b"soun":
-                            return True
-        return False
-    return None
-
-
 def _riff_chunks(f, start: int, end: int):
+    """(id, payload start, payload end) of the RIFF chunks between `start` and `end`; a `LIST`
+    chunk is named by its list type (`hdrl`, `strl`, ...) and its payload starts after it."""
     pos = start
-    while pos + 8 <= end:
-        f.seek(pos)
-        head = f.read(8)
-        if len(head) < 8:
-            return
-        chunk_id, size = struct.unpack("<4sI", head)
-        yield chunk_id, pos + 8, min(pos + 8 + size, end)
+    while pos + 8 <= end and (head := _read_struct(f, pos, "<4sI")) is not None:
+        chunk_id, size = head
+        payload, payload_end = pos + 8, min(pos + 8 + size, end)
+        if chunk_id == b"LIST" and size >= 4:
+            chunk_id, payload = f.read(4), payload + 4
+        yield chunk_id, payload, payload_end
         pos += 8 + size + (size & 1)
+
+
+def _walk(f, children, start: int, end: int, path: tuple):
+    """(payload start, end) of every element reached from the range [start, end) by following
+    `path`: each id in turn selects, among the `children(f, start, end)` of the elements reached so
+    far, those with that id."""
+    if not path:
+        yield start, end
+        return
+    for kind, child_start, child_end in children(f, start, end):
+        if kind == path[0]:
+            yield from _walk(f, children, child_start, child_end, path[1:])
+
+
+def _first(walk) -> tuple[int, int] | None:
+    return next(iter(walk), None)
+
+
+def _mp4_has_audio(f, file_size: int) -> bool | None:
+    movie = _first(_walk(f, _iso_boxes, 0, file_size, (b"moov",)))
+    if movie is None:
+        return None
+    handlers = _walk(f, _iso_boxes, *movie, (b"trak", b"mdia", b"hdlr"))
+    # hdlr: version/flags and pre_defined (8 bytes), then the handler type.
+    return any(_read_struct(f, start + 8, "4s") == (b"soun",) for start, _ in handlers)
 
 
 def _set_avi_rate(path: pathlib.Path, fps: float) -> None:
@@ -612,47 +621,25 @@ def _set_avi_rate(path: pathlib.Path, fps: float) -> None:
     to an integer): `avih.dwMicroSecPerFrame` and the video stream's `strh.dwScale / dwRate`."""
     rate = fractions.Fraction(fps).limit_denominator(100000)
     with open(path, "r+b") as f:
-        size = os.fstat(f.fileno()).st_size
-        for chunk_id, start, end in _riff_chunks(f, 12, size):
-            f.seek(start)
-            if chunk_id != b"LIST" or f.read(4) != b"hdrl":
-                continue
-            for sub_id, s_start, s_end in _riff_chunks(f, start + 4, end):
-                if sub_id == b"avih" and s_end - s_start >= 4:
-                    f.seek(s_start)
-                    f.write(struct.pack("<I", round(1e6 / fps)))
-                    continue
-                f.seek(s_start)
-                if sub_id != b"LIST" or f.read(4) != b"strl":
-                    continue
-                for header_id, h_start, h_end in _riff_chunks(f, s_start + 4, s_end):
-                    f.seek(h_start)
-                    if header_id == b"strh" and h_end - h_start >= 28 and f.read(4) == b"vids":
-                        f.seek(h_start + 20)
-                        f.write(struct.pack("<II", rate.denominator, rate.numerator))
+        headers = _first(_walk(f, _riff_chunks, 12, os.fstat(f.fileno()).st_size, (b"hdrl",)))
+        if headers is None:
             return
+        for start, end in list(_walk(f, _riff_chunks, *headers, (b"avih",))):
+            if end - start >= 4:
+                f.seek(start)
+                f.write(struct.pack("<I", round(1e6 / fps)))
+        for start, end in list(_walk(f, _riff_chunks, *headers, (b"strl", b"strh"))):
+            if end - start >= 28 and _read_struct(f, start, "4s") == (b"vids",):
+                f.seek(start + 20)
+                f.write(struct.pack("<II", rate.denominator, rate.numerator))
 
 
 def _avi_has_audio(f, file_size: int) -> bool | None:
-    for chunk_id, start, end in _riff_chunks(f, 12, file_size):
-        if chunk_id != b"LIST":
-            continue
-        f.seek(start)
-        if f.read(4) != b"hdrl":
-            continue
-        for sub_id, s_start, s_end in _riff_chunks(f, start + 4, end):
-            if sub_id != b"LIST":
-                continue
-            f.seek(s_start)
-            if f.read(4) != b"strl":
-                continue
-            for header_id, h_start, _ in _riff_chunks(f, s_start + 4, s_end):
-                if header_id == b"strh":
-                    f.seek(h_start)
-                    if f.read(4) == b"auds":
-                        return True
-        return False
-    return None
+    headers = _first(_walk(f, _riff_chunks, 12, file_size, (b"hdrl",)))
+    if headers is None:
+        return None
+    streams = _walk(f, _riff_chunks, *headers, (b"strl", b"strh"))
+    return any(_read_struct(f, start, "4s") == (b"auds",) for start, _ in streams)
 
 
 def _ebml_number(f, is_id: bool) -> tuple[int, int] | None:
@@ -693,24 +680,24 @@ def _ebml_elements(f, start: int, end: int):
         pos = data_end
 
 
+_MKV_SEGMENT, _MKV_CLUSTER, _MKV_TRACKS = 0x18538067, 0x1F43B675, 0x1654AE6B
+_MKV_TRACK_ENTRY, _MKV_TRACK_TYPE, _MKV_AUDIO = 0xAE, 0x83, 2
+
+
 def _mkv_has_audio(f, file_size: int) -> bool | None:
-    for element, start, end in _ebml_elements(f, 0, file_size):
-        if element != 0x18538067:  # Segment
-            continue
+    for start, end in _walk(f, _ebml_elements, 0, file_size, (_MKV_SEGMENT,)):
         for child, c_start, c_end in _ebml_elements(f, start, end):
-            if child == 0x1F43B675:  # Cluster: the tracks come before the first one
+            if child == _MKV_CLUSTER:  # the tracks come before the first cluster
                 return None
-            if child != 0x1654AE6B:  # Tracks
-                continue
-            for entry, e_start, e_end in _ebml_elements(f, c_start, c_end):
-                if entry != 0xAE:  # TrackEntry
-                    continue
-                for field, f_start, f_end in _ebml_elements(f, e_start, e_end):
-                    if field == 0x83:  # TrackType: 1 video, 2 audio
-                        f.seek(f_start)
-                        if int.from_bytes(f.read(f_end - f_start), "big") == 2:
-                            return True
-            return False
+            if child == _MKV_TRACKS:
+                types = _walk(
+                    f, _ebml_elements, c_start, c_end, (_MKV_TRACK_ENTRY, _MKV_TRACK_TYPE)
+                )
+                for t_start, t_end in types:
+                    f.seek(t_start)
+                    if int.from_bytes(f.read(t_end - t_start), "big") == _MKV_AUDIO:
+                        return True
+                return False
     return None
 
 

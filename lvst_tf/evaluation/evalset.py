@@ -270,16 +270,22 @@ def tree_clip(video: np.ndarray) -> Clip:
     return Clip("tree", "tree", origin, ("tree", "post"), frames, np.stack(instances))
 
 
+def check_one_shot(clip: Clip) -> None:
+    """RuntimeError if two consecutive frames of `clip` differ by more than `MAX_CUT_DIFFERENCE`
+    on average (0..255 scale): a scene cut, where a clip must be one shot."""
+    steps = np.abs(np.diff(clip.frames.astype(np.int16), axis=0)).mean(axis=(1, 2, 3))
+    if steps.max() > MAX_CUT_DIFFERENCE:
+        raise RuntimeError(
+            f"{clip.name}: frame {int(steps.argmax()) + 1} differs from the previous one by "
+            f"{steps.max():.0f} on average (a scene cut); a clip must be one shot."
+        )
+
+
 def make_clips(media: Media) -> list[Clip]:
     """Every clip, in the order of the split files; checks that every object is present."""
     clips = [bikes_van_clip(media.bikes), *vtest_clips(media.vtest), tree_clip(media.tree)]
     for clip in clips:
-        steps = np.abs(np.diff(clip.frames.astype(np.int16), axis=0)).mean(axis=(1, 2, 3))
-        if steps.max() > MAX_CUT_DIFFERENCE:
-            raise RuntimeError(
-                f"{clip.name}: frame {int(steps.argmax()) + 1} differs from the previous one by "
-                f"{steps.max():.0f} on average (a scene cut); a clip must be one shot."
-            )
+        check_one_shot(clip)
         shares = clip.shares()
         for index, name in enumerate(clip.objects, start=1):
             if shares.get(index, 0.0) < MIN_OBJECT_SHARE:
@@ -438,12 +444,6 @@ def readme(clips, styles, summary) -> str:
         "|---|---|---|---|---|---|",
     ]
     for clip in clips:
-        steps = np.abs(np.diff(clip.frames.astype(np.int16), axis=0)).mean(axis=(1, 2, 3))
-        if steps.max() > MAX_CUT_DIFFERENCE:
-            raise RuntimeError(
-                f"{clip.name}: frame {int(steps.argmax()) + 1} differs from the previous one by "
-                f"{steps.max():.0f} on average (a scene cut); a clip must be one shot."
-            )
         shares = clip.shares()
         objects = ", ".join(
             f"{i} = {name} ({shares.get(i, 0.0):.0%})" for i, name in enumerate(clip.objects, 1)
