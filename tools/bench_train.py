@@ -5,13 +5,15 @@ r"""Training speed on this machine: steps/s of the training step and clips/s of 
 
 Measures, in one run: (1) the input pipeline alone (`make_train_dataset`, clips/s, after a warm-up
 batch), (2) the training step alone on one cached batch (steps/s, after the step is traced), with the losses
-reusing the VGG taps the model computed and, as the baseline, recomputing them, (3) both
+reusing the VGG taps the model computed and, as the baseline, recomputing them, the two alternated
+step by step (median times, and the per-pair ratios), (3) both
 together (steps/s end to end, as `train` runs them). Then prints the estimated wall-clock time of the
 paper schedule on a V100-class GPU: an ESTIMATE from the VGG-19 work per step (the dominant cost)
 and an assumed sustained GPU throughput, beside the paper's reported time (see docs/training.md). Timings are noisy on a shared machine; compare ratios within a run.
 """
 
 import os
+import statistics
 import time
 
 from absl import app, flags
@@ -79,16 +81,21 @@ def main(argv):
     # The losses' VGG passes with and without reusing the taps the model computed, same run.
     unshared, _ = traced_step(False)
     step, trace_s = traced_step(True)
-    unshared_s = step_s = float("inf")
-    for _ in range(2):  # interleaved, so machine load hits both alike
-        unshared_s = min(unshared_s, _time(lambda: unshared(first), _STEPS.value))
-        step_s = min(step_s, _time(lambda: step(first), _STEPS.value))
+    # Step by step alternation, so a change of machine load hits both alike; each pair gives a ratio.
+    unshared_times, step_times = [], []
+    for _ in range(_STEPS.value):
+        unshared_times.append(_time(lambda: unshared(first), 1))
+        step_times.append(_time(lambda: step(first), 1))
+    ratios = sorted(u / s for u, s in zip(unshared_times, step_times))
+    unshared_s, step_s = statistics.median(unshared_times), statistics.median(step_times)
+    load = os.getloadavg()[0]
     e2e_s = _time(lambda: step(next(iterator)), _STEPS.value)
 
     print(f"config: {' '.join(_GIN_FILE.value)} {' '.join(_GIN_BINDINGS.value)}")
     print(
         f"batch {batch_size} clips x {clip_length} frames x {crop}x{crop}, low_res "
-        f"{model.low_res}, flow={with_flow}, {os.cpu_count()} CPU cores"
+        f"{model.low_res}, flow={with_flow}, {os.cpu_count()} CPU cores, 1-minute load average "
+        f"{load:.1f} after the step timings; step times are medians"
     )
     print("| measurement | value |")
     print("|---|---|")
@@ -99,7 +106,11 @@ def main(argv):
     )
     print(
         "| training step alone, losses reuse the model's VGG taps (now) | "
-        f"{1 / step_s:.2f} steps/s ({step_s:.2f} s/step); {unshared_s / step_s:.2f}x |"
+        f"{1 / step_s:.2f} steps/s ({step_s:.2f} s/step) |"
+    )
+    print(
+        f"| before / now, per alternated pair of steps ({len(ratios)} pairs) | min "
+        f"{ratios[0]:.2f}x, median {statistics.median(ratios):.2f}x, max {ratios[-1]:.2f}x |"
     )
     print(f"| input pipeline alone | {clips_per_s:.2f} clips/s ({data_s:.2f} s/batch) |")
     print(f"| end to end (pipeline + step) | {1 / e2e_s:.2f} steps/s ({e2e_s:.2f} s/step) |")
