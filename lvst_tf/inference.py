@@ -272,8 +272,18 @@ def _mask_tensor(mask: np.ndarray) -> tf.Tensor:
     """
     m = tf.convert_to_tensor(mask[None])
     if m.dtype == tf.uint8:
-        return tf.cast(m, tf.float32) * np.float32(1.0 / 255.0)
+        return _uint8_mask_to_float(m)
     return tf.cast(m, tf.float32)
+
+
+def _uint8_to_float(m):
+    return tf.cast(m, tf.float32) * np.float32(1.0 / 255.0)
+
+
+# Traced, so the product reuses the cast's buffer: one float mask at full resolution, not two.
+_uint8_mask_to_float = tf.function(
+    _uint8_to_float, input_signature=[tf.TensorSpec([None] * 4, tf.uint8)], autograph=False
+)
 
 
 class _Traced:
@@ -391,8 +401,41 @@ class _Traced:
             self._fns[key] = fn
         return fn(grids, next_grids, weight, frame)
 
+    def render_strips(self, grids, next_grids, weight, frame, strips):
+        """`render` of a frame strip by strip (`strips`: row ranges from the model's
+        `render_strips`, covering the frame), each written into one preallocated output:
+        `[1, H, W, 3]` float32 NumPy array, the same values as `render` (docs/inference.md#strips).
+        Only for a model with `render_inference`."""
+        key = ("render_strips", frame.dtype)
+        fn = self._fns.get(key)
+        if fn is None:
+            model_ref = self._model_ref
+
+            def render_rows(grids, next_grids, weight, frame, start, stop):
+                grid = grids + weight * (next_grids - grids)
+                return model_ref().render_inference(grid, frame, rows=(start, stop))
+
+            grid_spec = tf.TensorSpec([None, *grids.shape[1:]], tf.float32)
+            scalar = tf.TensorSpec([], tf.int32)
+            specs = [
+                grid_spec,
+                grid_spec,
+                tf.TensorSpec([], tf.float32),
+                tf.TensorSpec([None, None, None, 3], frame.dtype),
+                scalar,
+                scalar,
+            ]
+            fn = tf.function(render_rows, input_signature=specs, autograph=False)
+            self._fns[key] = fn
+        out = np.empty((*frame.shape[:3], 3), np.float32)
+        for start, stop in strips:
+            out[:, start:stop] = fn(
+                grids, next_grids, weight, frame, np.int32(start), np.int32(stop)
+            )
+        return out
+
     def tracing_counts(self, soft_mask_mode) -> dict[str, int]:
-        names = ("encode", "predict_first", "predict_next", "render")
+        names = ("encode", "predict_first", "predict_next", "render", "render_strips")
         counts = {name: 0 for name in names}
         counts.update({f"{name}_uint8": 0 for name in names[1:]})
         for key, fn in self._fns.items():
@@ -440,6 +483,11 @@ class VideoStylizer:
       soft_mask_mode: None (default: the model's own mode, `model.soft_mask_mode`) or one of
         `ops.SOFT_MASK_MODES` (`"normalized"`, `"paper"`, docs/method.md#soft-mask), passed to
         `model.predict_grids`.
+      render_strip_pixels: None (default: the model's `RENDER_STRIP_PIXELS`, 2 MP) or an int
+        >= 1. A frame of more pixels is rendered in horizontal strips of at most this many pixels
+        (`model.render_strips`) into one output array, which bounds the render's full-resolution
+        temporaries; the output is the same (docs/inference.md#strips). Smaller frames, and models
+        without `render_strips`, are rendered in one piece.
 
     Styles are encoded once each per call (an image used by several schedule entries once). The
     ST-AdaIN state is carried from keyframe to keyframe and reset at the start of every `stylize` /
@@ -456,6 +504,7 @@ class VideoStylizer:
         r: int = 1,
         interpolation: str = "linear",
         soft_mask_mode: str | None = None,
+        render_strip_pixels: int | None = None,
     ):
         for method in ("encode_styles", "predict_grids", "render"):
             if not callable(getattr(model, method, None)):
@@ -474,10 +523,19 @@ class VideoStylizer:
                 f"soft_mask_mode must be one of {SOFT_MASK_MODES} or None (the model's own "
                 f"mode); got {soft_mask_mode!r}."
             )
+        if render_strip_pixels is not None and (
+            isinstance(render_strip_pixels, (bool, np.bool_))
+            or not isinstance(render_strip_pixels, numbers.Integral)
+            or render_strip_pixels < 1
+        ):
+            raise ValueError(
+                f"render_strip_pixels must be None or an int >= 1; got {render_strip_pixels!r}."
+            )
         self.model = model
         self.r = int(r)
         self.interpolation = interpolation
         self.soft_mask_mode = soft_mask_mode
+        self.render_strip_pixels = None if render_strip_pixels is None else int(render_strip_pixels)
         self._style_cache: dict[tuple[int, int], tuple[Any, Any, dict[str, tf.Tensor]]] = {}
         self._traced = _traced_for(model)
 
@@ -593,8 +651,9 @@ class VideoStylizer:
 
     def render_frame(
         self, grids: Any, frame: Any, next_grids: Any = None, weight: float = 0.0
-    ) -> tf.Tensor:
-        """Renders one frame as `stream` does: `[1, H, W, 3]` float32 in [0, 1] (clipped).
+    ) -> np.ndarray:
+        """Renders one frame as `stream` does: `[1, H, W, 3]` float32 NumPy array in [0, 1]
+        (clipped); large frames in strips (`render_strip_pixels`, docs/inference.md#strips).
 
         Args:
           grids: `[1, GH, GW, GD, 12]`, the grid G_a of the keyframe at or before the frame.
@@ -608,7 +667,19 @@ class VideoStylizer:
             frame = tf.cast(frame, tf.float32)
         grids = tf.convert_to_tensor(grids, tf.float32)
         next_grids = grids if next_grids is None else tf.convert_to_tensor(next_grids, tf.float32)
-        return self._traced.render(grids, next_grids, np.float32(weight), frame)
+        return self._render(grids, next_grids, np.float32(weight), frame)
+
+    def _render(self, grids, next_grids, weight, frame) -> np.ndarray:
+        """The render of `render_frame` and `stream`: `[1, H, W, 3]` float32, in strips for frames
+        above `render_strip_pixels` (docs/inference.md#strips)."""
+        strips_of = getattr(self.model, "render_strips", None)
+        if self._traced.fused and callable(strips_of):
+            height, width = frame.shape[1], frame.shape[2]
+            strips = strips_of(height, width, self.render_strip_pixels)
+            if len(strips) > 1:
+                return self._traced.render_strips(grids, next_grids, weight, frame, strips)
+        # .numpy() of a CPU tensor shares its buffer: no copy of the output frame.
+        return self._traced.render(grids, next_grids, weight, frame).numpy()
 
     # -- public API ----------------------------------------------------------------------------------
 
@@ -817,8 +888,7 @@ class VideoStylizer:
 
         def render(grids, frame_t, next_grids=None, weight=_ZERO):
             next_grids = grids if next_grids is None else next_grids
-            # .numpy() of a CPU tensor shares its buffer: no copy of the output frame.
-            return traced.render(grids, next_grids, weight, frame_t).numpy()[0]
+            return self._render(grids, next_grids, weight, frame_t)[0]
 
         def keyframe(t, frame, mask):
             """Predicts keyframe t, renders the pending frames before it, then t itself."""

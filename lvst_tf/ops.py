@@ -114,18 +114,27 @@ def _dynamic_checks(grid, guide, image=None):
 # Tent-weight helpers.
 
 
-def _axis_taps(size, grid_size):
+def _axis_taps(size, grid_size, offset=None, total=None):
     """Lower tap index (clamped), upper tap index (clamped) and upper weight along one axis.
 
     Args:
       size: number of pixels along the axis (scalar int tensor).
       grid_size: number of grid cells along the axis (python int).
+      offset, total: for pixels `offset .. offset + size - 1` of an axis of `total` pixels (scalar
+        int tensors or ints; None: the whole axis, offset 0 and total `size`). The coordinates are
+        the whole axis' ones, exactly (integer pixel indices are exact in float32).
 
     Returns:
       (i0, i1, w1): int32 `[size]`, int32 `[size]`, float32 `[size]`; the value at pixel p is
       `(1 - w1[p]) * g[i0[p]] + w1[p] * g[i1[p]]`.
     """
-    pos = (tf.range(size, dtype=tf.float32) + 0.5) * (grid_size / tf.cast(size, tf.float32)) - 0.5
+    if offset is None and total is None:
+        index = tf.range(size, dtype=tf.float32)
+        total = size
+    else:
+        offset = 0 if offset is None else offset
+        index = tf.cast(tf.range(size) + offset, tf.float32)
+    pos = (index + 0.5) * (grid_size / tf.cast(total, tf.float32)) - 0.5
     lo = tf.floor(pos)
     w1 = pos - lo
     lo = tf.cast(lo, tf.int32)
@@ -134,10 +143,11 @@ def _axis_taps(size, grid_size):
     return i0, i1, w1
 
 
-def _interp_rows(grid, height):
-    """Interpolates the grid along y for every output row: `[B, GH, ...]` -> `[B, H, ...]`."""
+def _interp_rows(grid, height, row_offset=None, total_height=None):
+    """Interpolates the grid along y for every output row: `[B, GH, ...]` -> `[B, H, ...]`; with
+    `row_offset` / `total_height`, for rows `row_offset ..` of an image of `total_height` rows."""
     grid_h = grid.shape[1]
-    j0, j1, wy = _axis_taps(height, grid_h)
+    j0, j1, wy = _axis_taps(height, grid_h, row_offset, total_height)
     g0 = tf.gather(grid, j0, axis=1)
     g1 = tf.gather(grid, j1, axis=1)
     wy = tf.reshape(wy, [1, -1] + [1] * (grid.shape.rank - 2))
@@ -193,9 +203,9 @@ def _slice_core(grid, guide):
     return out
 
 
-def _slice_apply_core(grid, guide, image):
+def _slice_apply_core(grid, guide, image, row_offset=None, total_height=None):
     """bilateral_slice_apply body: per output channel r, 4 corners x 4 coefficients of row r."""
-    table = tf.reshape(_interp_rows(grid, tf.shape(guide)[1]), [-1])
+    table = tf.reshape(_interp_rows(grid, tf.shape(guide)[1], row_offset, total_height), [-1])
     offsets, weights = _corner_offsets(grid.shape[1:], guide)
     row_start = 4 * tf.range(3)  # output channel r reads row r of A: coefficients 4r .. 4r + 3
     inputs = [image[..., 0:1], image[..., 1:2], image[..., 2:3]]
@@ -247,15 +257,23 @@ def _slice_band_tf(rows, guide, image):
     return tf.reduce_sum(a[..., :3] * image[..., None, :], axis=-1) + a[..., 3]
 
 
-def slice_apply_body(grid, guide, image):
+def slice_apply_body(grid, guide, image, row_offset=None, total_height=None):
     """The traceable body of `bilateral_slice_apply`, without argument checks.
 
     For callers that fuse more elementwise work around the slice/apply into one XLA function
     (e.g. the guide's last steps, a uint8 -> float cast and the final clip of an inference render).
     It is only fast under XLA (`jit_compile=True`); shapes as in `bilateral_slice_apply`, the guide
     is clipped to [0, 1] inside.
+
+    A horizontal strip of an image: with `row_offset` and `total_height` (scalar int tensors or
+    ints), `guide` and `image` are rows `row_offset .. row_offset + R - 1` of an image of
+    `total_height` rows, and the result is exactly those rows of the whole image's slice/apply
+    (the grid's y coordinate of a row depends on the image height, docs/method.md#slicing; x and
+    depth do not). None (default): the whole image.
     """
-    return _slice_apply_core(grid, guide, image)
+    if (row_offset is None) != (total_height is None):
+        raise ValueError("`row_offset` and `total_height` go together (both or neither).")
+    return _slice_apply_core(grid, guide, image, row_offset, total_height)
 
 
 _slice_core_xla = tf.function(_slice_core, jit_compile=True, autograph=False)

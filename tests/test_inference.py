@@ -8,7 +8,6 @@ import contextlib
 
 import numpy as np
 import pytest
-import tensorflow as tf
 
 from lvst_tf import ops
 from lvst_tf.inference import VideoStylizer
@@ -360,6 +359,8 @@ def test_bad_inputs_raise(model, case, monkeypatch):
         ({"r": 2.5}, "r must be an int"),
         ({"interpolation": "cubic"}, "interpolation must be one of"),
         ({"soft_mask_mode": "hard"}, "soft_mask_mode must be one of"),
+        ({"render_strip_pixels": 0}, "render_strip_pixels must be None or an int >= 1"),
+        ({"render_strip_pixels": 2.0e6}, "render_strip_pixels must be None or an int >= 1"),
     ],
 )
 def test_bad_constructor_arguments(model, kwargs, match):
@@ -585,4 +586,33 @@ def test_public_pieces_reproduce_the_stream(model):
     middle = stylizer.render_frame(first["grids"], frames8[1:2], second["grids"], 0.5)
     np.testing.assert_array_equal(middle[0], out[1])
     np.testing.assert_array_equal(stylizer.render_frame(second["grids"], frames8[2:3])[0], out[2])
-    assert isinstance(middle, tf.Tensor)
+    assert isinstance(middle, np.ndarray)  # what `stream` yields, rendered in strips or not
+
+
+@pytest.mark.parametrize("interpolation", ["linear", "hold"])
+def test_render_in_strips_is_the_untiled_render(model, interpolation):
+    # Frames above `render_strip_pixels` are rendered strip by strip (here strips of 1-3 rows of
+    # an odd-sized frame, H not a multiple of the strip height) into one output; the result is
+    # the untiled render (which every frame of this size gets by default), uint8 and float frames.
+    frames, masks = _video(5, h=37, w=53, seed=3)
+    styles = _styles(2)
+    untiled = VideoStylizer(model, r=2, interpolation=interpolation)
+    for video in (frames, (frames * 255).astype(np.uint8)):
+        ref = untiled.stylize(video, masks, styles)
+        for rows in (1, 2, 3):
+            tiled = VideoStylizer(
+                model, r=2, interpolation=interpolation, render_strip_pixels=rows * 53 + 7
+            )
+            np.testing.assert_allclose(
+                tiled.stylize(video, masks, styles), ref, rtol=0, atol=1e-6, err_msg=f"{rows}"
+            )
+            assert tiled.tracing_counts()["render_strips_uint8"] <= 1
+    counts = tiled.tracing_counts()
+    assert counts["render_strips"] == 1 and counts["render_strips_uint8"] == 1, counts
+    frame8 = (frames[:1] * 255).astype(np.uint8)
+    grids = untiled.predict_keyframe(
+        frame8, masks[:1, ..., None], untiled.encode_schedule(styles)[0][1]
+    )
+    out = tiled.render_frame(grids["grids"], frame8)
+    assert isinstance(out, np.ndarray) and out.shape == (1, 37, 53, 3)
+    np.testing.assert_allclose(out, untiled.render_frame(grids["grids"], frame8), atol=1e-6)

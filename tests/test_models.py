@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from lvst_tf import models
+from lvst_tf import models, ops
 from lvst_tf.models import encoder as encoder_lib
 
 LOW = 64  # low_res of the test models: grid 4x4x8
@@ -842,6 +842,95 @@ def test_render_inference_equals_render_then_clip(model, size):
     np.testing.assert_allclose(fn(grids, frames8), ref, atol=2e-6)
     with pytest.raises(ValueError, match="frames"):
         model.render_inference(grids, frames8.astype(np.int32))
+
+
+@pytest.fixture(scope="module")
+def plain_guide_model():
+    return models.build_model(vgg_weights=None, low_res=LOW, guide_impl="convs", seed=4)
+
+
+def _strip_bounds(height, rows):
+    bounds = list(range(0, height, rows)) + [height]
+    return list(zip(bounds[:-1], bounds[1:]))
+
+
+@pytest.mark.parametrize("guide", ["fused", "plain"])
+@pytest.mark.parametrize("size", [(37, 53), (7, 9), (3, 5), (2, 9), (64, 8)])
+def test_render_inference_rows_put_together_are_the_whole_render(
+    model, plain_guide_model, guide, size
+):
+    # Strips of 1-3 rows (and uneven ones: H is not a multiple of the strip height) with their
+    # halo: the image border behaves as untiled, the cuts are invisible. B = 2, uint8 and float
+    # frames, the fused (XLA polyphase guide) and the plain (conv pair) path, clip on and off.
+    m = model if guide == "fused" else plain_guide_model
+    assert m.guide.use_fused == (guide == "fused") and m.guide.halo == 2
+    rng = np.random.default_rng(sum(size) + 7)
+    frames8 = rng.integers(0, 256, (2, *size, 3), dtype=np.uint8)
+    grids = ops.identity_grid(2, m.grid_shape) + rng.normal(0, 0.3, (2, *m.grid_shape, 12))
+    grids = tf.cast(grids, tf.float32)
+    height = size[0]
+    for frames in (frames8, frames8.astype(np.float32) / 255.0):
+        for clip in (True, False):
+            whole = m.render_inference(grids, frames, clip=clip).numpy()
+            for rows in (1, 2, 3, 5):
+                parts = [
+                    m.render_inference(grids, frames, clip=clip, rows=r).numpy()
+                    for r in _strip_bounds(height, rows)
+                ]
+                out = np.concatenate(parts, axis=1)
+                np.testing.assert_allclose(out, whole, rtol=0, atol=1e-6, err_msg=f"{rows}")
+
+
+def test_render_inference_rows_traced_with_any_size(model):
+    # One trace for any frame size and strip, rows as tensors (as VideoStylizer calls it).
+    spec = [
+        tf.TensorSpec([None, *model.grid_shape, 12]),
+        tf.TensorSpec([None, None, None, 3], tf.uint8),
+        tf.TensorSpec([], tf.int32),
+        tf.TensorSpec([], tf.int32),
+    ]
+    fn = tf.function(
+        lambda g, f, a, b: model.render_inference(g, f, rows=(a, b)),
+        input_signature=spec,
+        autograph=False,
+    )
+    rng = np.random.default_rng(5)
+    for size in ((23, 31), (9, 16)):
+        frames8 = rng.integers(0, 256, (1, *size, 3), dtype=np.uint8)
+        grids = tf.cast(rng.normal(0.3, 0.4, (1, *model.grid_shape, 12)), tf.float32)
+        whole = model.render_inference(grids, frames8).numpy()
+        strips = models.LocalizedStyleModel.render_strips(*size, max_pixels=3 * size[1])
+        assert len(strips) == -(-size[0] // 3)
+        out = np.concatenate([fn(grids, frames8, a, b).numpy() for a, b in strips], axis=1)
+        np.testing.assert_allclose(out, whole, rtol=0, atol=1e-6)
+    assert fn.experimental_get_tracing_count() == 1
+    with pytest.raises(tf.errors.InvalidArgumentError, match="rows"):
+        fn(grids, frames8, 5, 5)
+    with pytest.raises(ValueError, match="rows"):
+        model.render_inference(grids, frames8, rows=(0, 10))
+    with pytest.raises(ValueError, match="rows"):
+        model.render_inference(grids, frames8, rows=3)
+
+
+@pytest.mark.parametrize(
+    "height, width, max_pixels, expected",
+    [
+        (10, 10, 100, [(0, 10)]),  # small frames: one piece, the untiled render
+        (10, 10, 99, [(0, 5), (5, 10)]),  # 9 rows fit: 2 strips of equal height
+        (11, 10, 30, [(0, 3), (3, 6), (6, 9), (9, 11)]),  # 4 strips, taller first
+        (7, 10, 30, [(0, 3), (3, 5), (5, 7)]),
+        (3, 10, 5, [(0, 1), (1, 2), (2, 3)]),  # at least one row per strip
+    ],
+)
+def test_render_strips(height, width, max_pixels, expected):
+    assert models.LocalizedStyleModel.render_strips(height, width, max_pixels) == expected
+    from lvst_tf.models import model as model_module
+
+    assert model_module.RENDER_STRIP_PIXELS == 2_000_000
+    assert model_module.render_strips(3000, 4000) == [(500 * i, 500 * (i + 1)) for i in range(6)]
+    assert model_module.render_strips(1000, 2000) == [(0, 1000)]  # 2 MP: untiled
+    with pytest.raises(ValueError, match="max_pixels"):
+        model_module.render_strips(3, 10, 0)
 
 
 def test_render_inference_with_the_plain_guide():

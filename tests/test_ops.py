@@ -127,6 +127,25 @@ def test_slice_apply_matches_reference(impl, size):
     np.testing.assert_allclose(got, ref_slice_apply(grid, guide, image), atol=2e-5)
 
 
+@pytest.mark.parametrize("rows", [1, 2, 3, 8])
+def test_slice_apply_body_of_row_strips_is_the_whole_image(rows):
+    # Strips at their global y coordinates (row_offset, total_height) put together = the whole
+    # image's slice/apply, and the float64 reference; odd H (37) not divisible by the strip height.
+    grid = tf.constant(_random((2, 16, 16, 8, 12), 40, -1, 1))
+    guide = tf.constant(_random((2, 37, 53), 41, -0.1, 1.1))
+    image = tf.constant(_random((2, 37, 53, 3), 42))
+    body = tf.function(ops.slice_apply_body, jit_compile=True, autograph=False)
+    whole = body(grid, guide, image).numpy()
+    strips = [
+        body(grid, guide[:, y : y + rows], image[:, y : y + rows], y, 37).numpy()
+        for y in range(0, 37, rows)
+    ]
+    np.testing.assert_allclose(np.concatenate(strips, axis=1), whole, rtol=0, atol=1e-6)
+    np.testing.assert_allclose(whole, ref_slice_apply(grid, guide, image), atol=2e-5)
+    with pytest.raises(ValueError, match="row_offset"):
+        ops.slice_apply_body(grid, guide, image, row_offset=0)
+
+
 def test_non_xla_row_bands_match_reference():
     # impl="tf" cuts tall images into bands of rows; use tiny bands to exercise the seams.
     grid = _random((2, 16, 16, 8, 12), 37, -1, 1)

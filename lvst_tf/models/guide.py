@@ -100,6 +100,14 @@ class Guide(keras.layers.Layer):
         self.g2.build((None, None, None, 16))
         self.built = True
 
+    @property
+    def halo(self):
+        """Receptive radius of the guide in pixels (2: two 3x3 convolutions): the guide of rows
+        `a .. b - 1` computed on rows `a - halo .. b - 1 + halo` alone (clamped to the image) equals
+        the whole image's, in every form (the fused form's ring fix and the 5x5 kernel reach no
+        further); only rows within `halo` of a cut that is not the image border differ."""
+        return sum(int(conv.kernel_size[0]) // 2 for conv in (self.g1, self.g2))
+
     # ------------------------------------------------------------------ fused evaluation
     def _pair_logits(self, x):
         """The plain pair without the final sigmoid: `[N, h, w, 3]` -> `[N, h, w]`."""

@@ -106,8 +106,67 @@ def _finish_from_guide(grids, guide, frames, scale, clip):
     return tf.clip_by_value(out, 0.0, 1.0) if clip else out
 
 
+def _crop_rows(x, top, rows):
+    """Rows `top .. top + rows - 1` of `x [B, h, ...]`; under XLA a dynamic slice of static size."""
+    begin = tf.concat([[0], [top], tf.zeros([x.shape.rank - 2], tf.int32)], axis=0)
+    size = tf.concat([[-1], [rows], -tf.ones([x.shape.rank - 2], tf.int32)], axis=0)
+    return tf.slice(x, begin, size)
+
+
+def _finish_strip_from_parts(grids, parts, frames, scale, clip, top, row_offset, total_height):
+    """`_finish_from_parts` for a strip: `parts` of the strip's window (the strip and its halo),
+    `frames` the strip's rows, which start `top` rows into the window and `row_offset` rows into
+    an image of `total_height` rows."""
+    logits = _crop_rows(Guide.assemble_logits(parts), top, tf.shape(frames)[1])
+    image = _frames_to_float(frames, scale)
+    out = ops.slice_apply_body(grids, tf.sigmoid(logits), image, row_offset, total_height)
+    return tf.clip_by_value(out, 0.0, 1.0) if clip else out
+
+
+def _finish_strip_from_guide(grids, guide, frames, scale, clip, top, row_offset, total_height):
+    """`_finish_from_guide` for a strip; `guide` of the strip's window, as above."""
+    guide = _crop_rows(guide, top, tf.shape(frames)[1])
+    image = _frames_to_float(frames, scale)
+    out = ops.slice_apply_body(grids, guide, image, row_offset, total_height)
+    return tf.clip_by_value(out, 0.0, 1.0) if clip else out
+
+
 _finish_from_parts = tf.function(_finish_from_parts, jit_compile=True, autograph=False)
 _finish_from_guide = tf.function(_finish_from_guide, jit_compile=True, autograph=False)
+_finish_strip_from_parts = tf.function(_finish_strip_from_parts, jit_compile=True, autograph=False)
+_finish_strip_from_guide = tf.function(_finish_strip_from_guide, jit_compile=True, autograph=False)
+
+# Largest frame (pixels per image) `render_strips` renders in one piece; larger frames are rendered
+# in horizontal strips of at most this many pixels (docs/inference.md#strips, measured there).
+RENDER_STRIP_PIXELS = 2_000_000
+
+
+def render_strips(height, width, max_pixels=None):
+    """Row ranges `[(start, stop), ...]` in which to render an `height x width` frame.
+
+    The whole frame, `[(0, height)]`, when `height * width <= max_pixels`; otherwise the fewest
+    horizontal strips of at most `max_pixels` pixels (at least one row each), their heights equal
+    up to one row (taller strips first). `render_inference(..., rows=(start, stop))` of every range
+    put together is the untiled render.
+
+    Args:
+      height, width: python ints >= 1.
+      max_pixels: python int >= 1; None: `RENDER_STRIP_PIXELS`.
+    """
+    max_pixels = _common.check_int(
+        RENDER_STRIP_PIXELS if max_pixels is None else max_pixels, "max_pixels"
+    )
+    if max_pixels < 1:
+        raise ValueError(f"`max_pixels` must be >= 1, got {max_pixels}.")
+    if height * width <= max_pixels:
+        return [(0, height)]
+    rows = max(1, max_pixels // width)
+    count = -(-height // rows)
+    base, extra = divmod(height, count)
+    bounds = [0]
+    for i in range(count):
+        bounds.append(bounds[-1] + base + (1 if i < extra else 0))
+    return list(zip(bounds[:-1], bounds[1:]))
 
 
 def _paper_two_region_masks(grid_masks, num_regions_static):
@@ -599,6 +658,8 @@ class LocalizedStyleModel(keras.Model):
         return flat
 
     # ------------------------------------------------------------------ rendering
+    render_strips = staticmethod(render_strips)
+
     def render(self, grids, frames, impl="auto"):
         """Full-resolution render (docs/method.md#data-flow, step 6): guide at full res +
         slice/apply.
@@ -617,7 +678,7 @@ class LocalizedStyleModel(keras.Model):
         _check_rank(grids, 5, "grids", "[B, GH, GW, GD, 12]")
         return ops.bilateral_slice_apply(grids, self.guide(frames), frames, impl=impl)
 
-    def render_inference(self, grids, frames, clip=True):
+    def render_inference(self, grids, frames, clip=True, rows=None):
         """Inference render: `render` with uint8 frames taken as they are and one fused pass.
 
         The frame is cast to float32 once for the guide's convolution (for uint8 the 1/255 is folded
@@ -629,10 +690,16 @@ class LocalizedStyleModel(keras.Model):
           grids: `[B, GH, GW, GD, 12]` float32.
           frames: `[B, H, W, 3]` uint8 (0..255) or float in [0, 1], any H, W.
           clip: clip the output to [0, 1] (the pipeline's only clipping, docs/method.md#data-flow).
+          rows: None (the whole frame) or `(start, stop)`, ints or scalar int32 tensors with
+            0 <= start < stop <= H: only output rows `start .. stop - 1`, computed from those rows
+            of `frames` and `guide.halo` rows either side (docs/inference.md#strips). They equal
+            the same rows of the whole render (to float rounding: the convolution's and the
+            slice's arithmetic per pixel is the same), so a large frame can be rendered strip by
+            strip (`render_strips`) with small temporaries.
 
         Returns:
-          `[B, H, W, 3]` float32; equals `render(grids, frames / 255 or frames)` (clipped) up to
-          float rounding.
+          `[B, H, W, 3]` float32 (`[B, stop - start, W, 3]` with `rows`); equals
+          `render(grids, frames / 255 or frames)` (clipped) up to float rounding.
         """
         frames = tf.convert_to_tensor(frames)
         if frames.dtype != tf.uint8 and not frames.dtype.is_floating:
@@ -645,6 +712,9 @@ class LocalizedStyleModel(keras.Model):
         scale = 1.0 / 255.0 if frames.dtype == tf.uint8 else 1.0
         if frames.dtype not in (tf.uint8, tf.float32):
             frames = tf.cast(frames, tf.float32)
+
+        if rows is not None:
+            return self._render_rows(grids, frames, scale, clip, rows)
 
         def plain():
             guide = self.guide(_frames_to_float(frames, scale))
@@ -661,6 +731,50 @@ class LocalizedStyleModel(keras.Model):
         if h is not None and w is not None:
             return fused() if min(h, w) >= 3 else plain()
         shape = tf.shape(frames)
+        return tf.cond(tf.minimum(shape[1], shape[2]) >= 3, fused, plain)
+
+    def _render_rows(self, grids, frames, scale, clip, rows):
+        """`render_inference` of output rows `rows = (start, stop)` (arguments already checked)."""
+        if not isinstance(rows, (tuple, list)) or len(rows) != 2:
+            raise ValueError(f"`rows` must be None or (start, stop), got {rows!r}.")
+        height = frames.shape[1]
+        if height is not None and all(isinstance(v, int) for v in rows):
+            if not 0 <= rows[0] < rows[1] <= height:
+                raise ValueError(f"`rows` must satisfy 0 <= start < stop <= H={height}: {rows}.")
+        start, stop = (tf.convert_to_tensor(v, tf.int32) for v in rows)
+        shape = tf.shape(frames)
+        checks = []
+        if not all(isinstance(v, int) for v in rows) or height is None:
+            checks = [
+                tf.debugging.assert_less_equal(
+                    [0, start + 1], [start, stop], message="`rows` needs 0 <= start < stop"
+                ),
+                tf.debugging.assert_less_equal(stop, shape[1], message="`rows` needs stop <= H"),
+            ]
+        with tf.control_dependencies(checks):
+            halo = self.guide.halo
+            low = tf.maximum(start - halo, 0)
+            window = frames[:, low : tf.minimum(stop + halo, shape[1])]  # the strip and its halo
+            strip = frames[:, start:stop]
+        top = start - low
+
+        def plain():
+            guide = self.guide(_frames_to_float(window, scale))
+            return _finish_strip_from_guide(grids, guide, strip, scale, clip, top, start, shape[1])
+
+        if not self.guide.use_fused:
+            return plain()
+
+        def fused():
+            # The fused form's ring fix on the window's cut rows lands in the halo, cropped away.
+            parts = self.guide.fused_parts(window, scale)
+            return _finish_strip_from_parts(grids, parts, strip, scale, clip, top, start, shape[1])
+
+        # The same rule as the whole render, on the whole frame's size (a window of a frame of
+        # H >= 3 rows has >= 3 rows).
+        h, w = frames.shape[1], frames.shape[2]
+        if h is not None and w is not None:
+            return fused() if min(h, w) >= 3 else plain()
         return tf.cond(tf.minimum(shape[1], shape[2]) >= 3, fused, plain)
 
     # ------------------------------------------------------------------ training call
