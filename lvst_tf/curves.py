@@ -101,8 +101,9 @@ def _panel(
     log = low > 0 and high / low > 100
     if log:
         low, high = math.log10(low), math.log10(high)
-    if high - low < 1e-12:
-        low, high = low - 1, high + 1
+    if high - low < 1e-12:  # a constant series: a band of +-10 % around it (+-1 around 0)
+        half = 0.1 * abs(low) if low != 0 else 1.0
+        low, high = low - half, high + half
     pad = 0.05 * (high - low)
     low, high = low - pad, high + pad
     x0, x1 = x_range
