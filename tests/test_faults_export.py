@@ -288,6 +288,14 @@ def test_export_fault(case, sources, tmp_path):
     shipped = sources["pretrained_root"]
     before, tree = snapshot(tmp_path, shipped), _tree(tmp_path)
     outcome = _run(case, ctx)
+    if case.send is not None and "after the export was written to" in outcome.stderr:
+        # The documented other outcome of a stop: the signal came while the finished export was
+        # put in place (signals are held for the rename), or a TensorFlow finaliser swallowed the
+        # exception. The exit code still says stopped, and the export is complete.
+        assert_clean_error(outcome, "after the export was written to", case.code)
+        assert (ctx.out / "saved_model.pb").is_file()
+        assert not [p for p in ctx.out.parent.iterdir() if p.name.startswith(".")]
+        return
     assert_clean_error(outcome, case.expect, case.code)
     assert_unchanged(before, tmp_path, shipped)
     assert _tree(tmp_path) == tree  # no leftover folder either

@@ -13,7 +13,9 @@ folder (`.../1`).
 Safety: the output is checked before the model is loaded. An existing output is replaced only with
 `--overwrite`, and only if it is a previous export (marker file `lvst_export.json`); an output that
 is, is inside, or contains the workdir / shipped model is always refused. The export is written to a
-hidden temporary sibling and renamed into place; an interrupted run leaves nothing at the output.
+hidden temporary sibling and renamed into place; an interrupted run leaves nothing at the output,
+unless the stop came once the export was complete (it still exits 130 / 143, saying "after the
+export was written to", and the export there is whole).
 
 Exit codes: 0 done; 1 error (one line on stderr naming the flag or file; the traceback only with
 --verbose or LVST_TF_TRACEBACK=1); 2 bad command line; 130 Ctrl-C; 143 SIGTERM.
@@ -67,8 +69,28 @@ class Terminated(BaseException):
     """SIGTERM, raised in the main thread so every `finally` and cleanup runs."""
 
 
+# Signals received, in order. Python runs a signal handler at the next bytecode of the main thread,
+# which may fall inside a finaliser (`__del__`) of TensorFlow's saving code, where the exception it
+# raises is printed and dropped; the record lets main() still see a stop that was swallowed.
+_SIGNALLED: list[int] = []
+
+
 def _on_sigterm(signum, frame):
+    _SIGNALLED.append(signum)
     raise Terminated()
+
+
+def _on_sigint(signum, frame):
+    _SIGNALLED.append(signum)
+    raise KeyboardInterrupt()
+
+
+def _stopped_after_write(output) -> None:
+    """Exit 130 / 143 for a signal that came while the finished export was being put in place, or
+    that a finaliser swallowed: the export at `output` is complete, and the message says so."""
+    if _SIGNALLED[0] == signal.SIGINT:
+        _fail(f"interrupted (Ctrl-C) after the export was written to {str(output)!r}.", 130)
+    _fail(f"terminated (SIGTERM) after the export was written to {str(output)!r}.", 143)
 
 
 def _fail(message: str, code: int = 1):
@@ -134,13 +156,15 @@ def main(argv):
         _fail(str(e))
     except OSError as e:
         _fail(str(e) if str(e).startswith("output:") else f"{type(e).__name__}: {e}")
-    except KeyboardInterrupt:
-        where = f" at {str(output)!r}" if output else ""
-        _fail(f"interrupted (Ctrl-C); nothing written{where}.", 130)
-    except Terminated:
+    except (KeyboardInterrupt, Terminated) as e:
         if output and _finished_here(output, start):
-            _fail(f"terminated (SIGTERM) after the export was written to {str(output)!r}.", 143)
+            _SIGNALLED.insert(
+                0, signal.SIGINT if isinstance(e, KeyboardInterrupt) else signal.SIGTERM
+            )
+            _stopped_after_write(output)
         where = f" at {str(output)!r}" if output else ""
+        if isinstance(e, KeyboardInterrupt):
+            _fail(f"interrupted (Ctrl-C); nothing written{where}.", 130)
         _fail(f"terminated (SIGTERM); nothing written{where}.", 143)
     except Exception as e:  # noqa: BLE001 - one line for anything unexpected, traceback on request
         first = str(e).strip().splitlines()[0] if str(e).strip() else ""
@@ -148,12 +172,15 @@ def main(argv):
             f"unexpected {type(e).__name__}: {first} (rerun with --verbose or "
             "LVST_TF_TRACEBACK=1 for the traceback)"
         )
+    if _SIGNALLED:  # a stop whose exception a finaliser swallowed: the export is complete
+        _stopped_after_write(path)
     print(f"SavedModel written to {path} (signatures: {', '.join(export.SIGNATURE_NAMES)})")
 
 
 def cli_main():
     """The whole command-line behaviour: SIGTERM handling, flag parsing, exit codes."""
     signal.signal(signal.SIGTERM, _on_sigterm)
+    signal.signal(signal.SIGINT, _on_sigint)
     try:
         app.run(main, flags_parser=cli.flags_parser(PROG))
     except KeyboardInterrupt:  # Ctrl-C outside main() (e.g. while parsing flags)
