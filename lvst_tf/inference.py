@@ -286,6 +286,18 @@ _uint8_mask_to_float = tf.function(
 )
 
 
+def _blend(grids, next_grids, weight):
+    """`(1 - w) G_a + w G_b`, the formula of `ops.interpolate_grids`, inside a traced render."""
+    return grids + weight * (next_grids - grids)
+
+
+def _render_specs(grids, frame) -> list:
+    """Input signature of a traced render: both grids, the blend weight and the frame."""
+    grid_spec = tf.TensorSpec([None, *grids.shape[1:]], tf.float32)
+    frame_spec = tf.TensorSpec([None, None, None, 3], frame.dtype)
+    return [grid_spec, grid_spec, tf.TensorSpec([], tf.float32), frame_spec]
+
+
 class _Traced:
     """The model's inference pieces as traced functions, shared by all stylizers of one model.
 
@@ -382,7 +394,7 @@ class _Traced:
 
             def render(grids, next_grids, weight, frame):
                 model = model_ref()
-                grid = grids + weight * (next_grids - grids)
+                grid = _blend(grids, next_grids, weight)
                 if fused:
                     return model.render_inference(grid, frame)
                 if frame.dtype == tf.uint8:
@@ -390,14 +402,7 @@ class _Traced:
                 out = model.render(grid, frame)
                 return tf.clip_by_value(out, 0.0, 1.0)  # the pipeline's only clipping
 
-            grid_spec = tf.TensorSpec([None, *grids.shape[1:]], tf.float32)
-            specs = [
-                grid_spec,
-                grid_spec,
-                tf.TensorSpec([], tf.float32),
-                tf.TensorSpec([None, None, None, 3], frame.dtype),
-            ]
-            fn = tf.function(render, input_signature=specs, autograph=False)
+            fn = tf.function(render, input_signature=_render_specs(grids, frame), autograph=False)
             self._fns[key] = fn
         return fn(grids, next_grids, weight, frame)
 
@@ -412,19 +417,11 @@ class _Traced:
             model_ref = self._model_ref
 
             def render_rows(grids, next_grids, weight, frame, start, stop):
-                grid = grids + weight * (next_grids - grids)
+                grid = _blend(grids, next_grids, weight)
                 return model_ref().render_inference(grid, frame, rows=(start, stop))
 
-            grid_spec = tf.TensorSpec([None, *grids.shape[1:]], tf.float32)
             scalar = tf.TensorSpec([], tf.int32)
-            specs = [
-                grid_spec,
-                grid_spec,
-                tf.TensorSpec([], tf.float32),
-                tf.TensorSpec([None, None, None, 3], frame.dtype),
-                scalar,
-                scalar,
-            ]
+            specs = [*_render_specs(grids, frame), scalar, scalar]
             fn = tf.function(render_rows, input_signature=specs, autograph=False)
             self._fns[key] = fn
         out = np.empty((*frame.shape[:3], 3), np.float32)

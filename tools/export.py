@@ -85,10 +85,11 @@ def _on_sigint(signum, frame):
     raise KeyboardInterrupt()
 
 
-def _stopped_after_write(output) -> None:
-    """Exit 130 / 143 for a signal that came while the finished export was being put in place, or
-    that a finaliser swallowed: the export at `output` is complete, and the message says so."""
-    if _SIGNALLED[0] == signal.SIGINT:
+def _stopped_after_write(output, sigint: bool) -> None:
+    """Exit 130 (`sigint`) / 143 for a stop that came while the finished export was being put in
+    place, or that a finaliser swallowed: the export at `output` is complete, and the message says
+    so."""
+    if sigint:
         _fail(f"interrupted (Ctrl-C) after the export was written to {str(output)!r}.", 130)
     _fail(f"terminated (SIGTERM) after the export was written to {str(output)!r}.", 143)
 
@@ -158,10 +159,7 @@ def main(argv):
         _fail(str(e) if str(e).startswith("output:") else f"{type(e).__name__}: {e}")
     except (KeyboardInterrupt, Terminated) as e:
         if output and _finished_here(output, start):
-            _SIGNALLED.insert(
-                0, signal.SIGINT if isinstance(e, KeyboardInterrupt) else signal.SIGTERM
-            )
-            _stopped_after_write(output)
+            _stopped_after_write(output, isinstance(e, KeyboardInterrupt))
         where = f" at {str(output)!r}" if output else ""
         if isinstance(e, KeyboardInterrupt):
             _fail(f"interrupted (Ctrl-C); nothing written{where}.", 130)
@@ -173,7 +171,7 @@ def main(argv):
             "LVST_TF_TRACEBACK=1 for the traceback)"
         )
     if _SIGNALLED:  # a stop whose exception a finaliser swallowed: the export is complete
-        _stopped_after_write(path)
+        _stopped_after_write(path, _SIGNALLED[0] == signal.SIGINT)
     print(f"SavedModel written to {path} (signatures: {', '.join(export.SIGNATURE_NAMES)})")
 
 
