@@ -1,4 +1,4 @@
-"""Fault table of tools/eval.py (both modes): every bad input, one parametrised test.
+"""Fault table of tools/eval.py (every mode): every bad input, one parametrised test.
 
 Each case runs the tool in a subprocess (through a launcher that points the shipped-model folder at
 an empty one and reports at exit whether TensorFlow was imported) and asserts: a non-zero exit code,
@@ -41,7 +41,9 @@ def _styles(tmp, count=2):
 
 CASES = [
     # Flags of either mode.
-    Case("bad_mode", lambda t: ["--mode=fast"], r"--mode must be 'timing' or 'quality'"),
+    Case(
+        "bad_mode", lambda t: ["--mode=fast"], r"--mode must be 'timing', 'quality' or 'objective'"
+    ),
     Case("unknown_flag", lambda t: ["--nope=1"], r"nope"),
     Case("positional", lambda t: ["--mode=timing", "extra"], r"unexpected arguments"),
     Case("r_zero", lambda t: ["--mode=timing", "--r=0"], r"--r must be a comma list"),
@@ -169,6 +171,30 @@ CASES = [
         "too_few_instances",
         lambda t: ["--mode=quality", "--baselines_only", _davis(t), "--regions=3", _styles(t, 3)],
         r"data: no video with at least 2 frames and 2 instance\(s\)",
+    ),
+    # Objective flags.
+    Case(
+        "objective_with_saved_model",
+        lambda t: ["--mode=objective", f"--saved_model={t}"],
+        r"--mode=objective needs the model's training call and losses",
+    ),
+    Case(
+        "objective_batches_zero", lambda t: ["--mode=objective", "--batches=0"], r"--batches must"
+    ),
+    Case(
+        "batches_in_quality",
+        lambda t: ["--mode=quality", "--batches=2"],
+        r"--batches applies to --mode=objective only",
+    ),
+    Case(
+        "quality_flag_in_objective",
+        lambda t: ["--mode=objective", "--regions=3"],
+        r"--regions does not apply to --mode=objective",
+    ),
+    Case(
+        "objective_missing_data",
+        lambda t: ["--mode=objective", f"--data={t / 'nope'}"],
+        r"--data: .*nope' is neither 'corpus', 'samples' nor a folder",
     ),
     # Output folder.
     Case(

@@ -1,5 +1,5 @@
-r"""Evaluates a model: the timing table (supplement Table 2) or the quality table
-(docs/method.md#evaluation).
+r"""Evaluates a model: the timing table (supplement Table 2), the quality table
+(docs/method.md#evaluation), or the training objective of the model against reference outputs.
 
 Usage:
   # Seconds per frame at the paper's resolutions for r = 1 and r = 8 (markdown to stdout, CSV too);
@@ -14,9 +14,15 @@ Usage:
       --split=two_objects
   python tools/eval.py --mode=quality --baselines_only              # no model
 
+  # The run's content and style losses on held-out batches of its own data pipeline, for the
+  # model's output and for reference outputs (identity, Reinhard per region, flat style colours):
+  python tools/eval.py --mode=objective                              # shipped model, corpus val
+  python tools/eval.py --mode=objective --workdir=runs/run --data=samples --batches=4
+
 Outputs (in --output_dir, default eval_results/<model name>): timing.csv + timing.md, or
 quality.csv + quality.md + contact_sheet.png (rows = videos: input | regions | ours | Reinhard) +
-sheets/<video>.png (rows = chosen frames: input | regions | ours). Every file is written atomically.
+sheets/<video>.png (rows = chosen frames: input | regions | ours), or objective.csv +
+objective.md. Every file is written atomically.
 A bad flag or input ends with one line `eval.py: error: ...` on stderr (exit 2) before any work;
 `--verbose` or LVST_TF_TRACEBACK=1 adds the traceback of unexpected errors. Docs:
 docs/evaluation.md.
@@ -47,7 +53,9 @@ _BASELINES_ONLY = flags.DEFINE_bool(
     False,
     "Quality: evaluate only the identity and Reinhard baselines (no model).",
 )
-_MODE = flags.DEFINE_string("mode", "timing", "What to measure: 'timing' or 'quality'.")
+_MODE = flags.DEFINE_string(
+    "mode", "timing", "What to measure: 'timing', 'quality' or 'objective'."
+)
 _RESOLUTIONS = flags.DEFINE_string(
     "resolutions",
     "512x512,1024x1024,2000x2000,3000x4000",
@@ -64,9 +72,13 @@ _DATA = flags.DEFINE_string(
     "data",
     None,
     "Quality: a DAVIS-layout folder (with --split) or a folder of videos with <name>_masks/ "
-    "folders; default the shipped samples (samples/davis).",
+    "folders; default the shipped samples (samples/davis). Objective: 'corpus', 'samples' or a "
+    "DAVIS-layout folder; default the run's own training data.",
 )
-_SPLIT = flags.DEFINE_string("split", "val", "Quality: DAVIS split file name.")
+_SPLIT = flags.DEFINE_string("split", "val", "Quality and objective: DAVIS split file name.")
+_BATCHES = flags.DEFINE_string(
+    "batches", "8", "Objective: batches of one clip drawn from --split (fixed seed)."
+)
 _REGIONS = flags.DEFINE_string(
     "regions",
     "2",
@@ -110,6 +122,7 @@ _QUALITY_ONLY = (
     "flow_preset",
     "baselines_only",
 )
+_OBJECTIVE_FLAGS = ("data", "split", "batches")
 
 
 class UsageError(ValueError):
@@ -165,10 +178,35 @@ def check_flags() -> dict:
     from lvst_tf.evaluation import parsing
 
     mode = _MODE.value
-    if mode not in ("timing", "quality"):
-        raise UsageError(f"--mode must be 'timing' or 'quality', got {mode!r}.")
+    if mode not in ("timing", "quality", "objective"):
+        raise UsageError(f"--mode must be 'timing', 'quality' or 'objective', got {mode!r}.")
+    if mode != "objective" and flags.FLAGS["batches"].present:
+        raise UsageError("--batches applies to --mode=objective only.")
     out = {"mode": mode, "rs": parsing.parse_int_list(_R.value, "--r")}
-    if mode == "timing":
+    if mode == "objective":
+        given = [
+            n
+            for n in (*_QUALITY_ONLY, "resolutions", "repeats", "r")
+            if flags.FLAGS[n].present and n not in _OBJECTIVE_FLAGS
+        ]
+        if given:
+            raise UsageError(f"--{given[0]} does not apply to --mode=objective.")
+        if _SAVED_MODEL.value:
+            raise UsageError(
+                "--mode=objective needs the model's training call and losses: give --workdir or "
+                "--pretrained, not --saved_model."
+            )
+        out["batches"] = _int_flag(_BATCHES, 1)
+        data = _DATA.value
+        if (
+            data is not None
+            and data not in ("corpus", "samples")
+            and not pathlib.Path(data).is_dir()
+        ):
+            raise UsageError(
+                f"--data: {data!r} is neither 'corpus', 'samples' nor a folder (objective mode)."
+            )
+    elif mode == "timing":
         given = [n for n in _QUALITY_ONLY if flags.FLAGS[n].present]
         if given:
             raise UsageError(f"--{given[0]} applies to --mode=quality only.")
@@ -238,6 +276,18 @@ def run(args: dict) -> None:
     from lvst_tf import evaluation, loading
 
     output_dir = args["output_dir"]
+    if args["mode"] == "objective":
+        from lvst_tf.evaluation import objective
+
+        # The run's settings, the data and the split are read (and checked) before the model.
+        config_dir = (
+            pathlib.Path(args["source"])
+            if args["kind"] == "workdir"
+            else loading.pretrained_dir(args["source"])
+        )
+        plan = objective.prepare_objective(
+            config_dir / loading.CONFIG_FILE, data_root=_DATA.value, split=_SPLIT.value
+        )
     if args["mode"] == "quality":
         # Styles and data are read (and checked) before the model is loaded.
         style_names, styles = evaluation.load_styles(_STYLES.value, args["regions"], _DATA.value)
@@ -257,7 +307,12 @@ def run(args: dict) -> None:
             checkpoint=_CHECKPOINT.value,
         )
         logging.info("Evaluating %s", loaded.describe())
-    if args["mode"] == "timing":
+    if args["mode"] == "objective":
+        _, markdown = objective.run_objective(
+            loaded, plan, batches=args["batches"], output_dir=output_dir
+        )
+        written = ["objective.csv", "objective.md"]
+    elif args["mode"] == "timing":
         _, markdown = evaluation.run_timing(
             loaded, args["resolutions"], args["rs"], output_dir=output_dir, repeats=args["repeats"]
         )
