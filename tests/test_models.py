@@ -940,3 +940,70 @@ def test_render_inference_with_the_plain_guide():
     grids = tf.cast(rng.normal(0.3, 0.4, (1, *m.grid_shape, 12)), tf.float32)
     ref = np.clip(m.render(grids, frames8 / 255.0).numpy(), 0.0, 1.0)
     np.testing.assert_allclose(m.render_inference(grids, frames8), ref, atol=2e-6)
+
+
+# --- conv_padding="reflect" ---------------------------------------------------------------------
+
+
+def _conv_reference(x, kernel, bias, stride, mode):
+    """NumPy 'same'-size convolution with TensorFlow's split of the padding (extra pixel after)."""
+    k = kernel.shape[0]
+    pads = []
+    for size in x.shape[1:3]:
+        out = -(-size // stride)
+        total = max((out - 1) * stride + k - size, 0)
+        pads.append((total // 2, total - total // 2))
+    xp = np.pad(x, [(0, 0), pads[0], pads[1], (0, 0)], mode="reflect" if mode else "constant")
+    oh, ow = -(-x.shape[1] // stride), -(-x.shape[2] // stride)
+    y = np.zeros((x.shape[0], oh, ow, kernel.shape[-1]))
+    for i in range(oh):
+        for j in range(ow):
+            patch = xp[:, i * stride : i * stride + k, j * stride : j * stride + k, :]
+            y[:, i, j] = np.einsum("nhwc,hwco->no", patch, kernel) + bias
+    return y
+
+
+@pytest.mark.parametrize("size", [(7, 9), (8, 8), (5, 6)])
+@pytest.mark.parametrize("stride", [1, 2])
+def test_reflect_conv_matches_a_numpy_reference(size, stride):
+    from lvst_tf.models import _common
+
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(2, *size, 3)).astype(np.float32)
+    for padding in ("reflect", "zeros"):
+        layer = _common.conv(4, 3, "c", seed=1, strides=stride, padding=padding)
+        y = layer(x).numpy()
+        kernel, bias = (w.numpy() for w in layer.weights)
+        expected = _conv_reference(x, kernel, bias, stride, padding == "reflect")
+        np.testing.assert_allclose(y, expected, rtol=1e-5, atol=1e-5)
+        assert layer.compute_output_shape((2, *size, 3)) == y.shape
+    with pytest.raises(ValueError, match="padding"):
+        _common.conv(4, 3, "c", seed=1, padding="edge")
+
+
+def test_reflect_padding_keeps_a_flat_input_flat():
+    """Zero padding marks the border on a flat input; reflect padding leaves nothing to mark it."""
+    flat = np.full((1, 16, 16, 32), 0.7, np.float32)
+    spreads = {}
+    for padding in ("zeros", "reflect"):
+        head = models.GridHead(grid_depth=4, identity_init=False, seed=2, conv_padding=padding)
+        grid = head(flat).numpy()
+        spreads[padding] = np.ptp(grid, axis=(1, 2)).max()  # spatial spread per coefficient
+        assert head.get_config()["conv_padding"] == padding
+    assert spreads["reflect"] < 1e-5 * max(1.0, spreads["zeros"])
+    assert spreads["zeros"] > 1e-3
+
+
+def test_conv_padding_model_restores_the_same_weights(tmp_path):
+    zeros = models.build_model(vgg_weights=None, low_res=LOW, seed=4)
+    reflect = models.build_model(vgg_weights=None, low_res=LOW, seed=5, conv_padding="reflect")
+    assert reflect.get_config()["conv_padding"] == "reflect"
+    assert isinstance(reflect.splatting_1.s1, keras.layers.Conv2D)
+    names = [w.path for w in zeros.weights]
+    assert names == [w.path for w in reflect.weights]
+    path = tf.train.Checkpoint(model=zeros).save(str(tmp_path / "ckpt"))
+    tf.train.Checkpoint(model=reflect).restore(path).assert_existing_objects_matched()
+    for a, b in zip(zeros.weights, reflect.weights):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
+    with pytest.raises(ValueError, match="conv_padding"):
+        models.build_model(vgg_weights=None, low_res=LOW, conv_padding="same")

@@ -1,7 +1,9 @@
-"""Small helpers shared by the model layers: argument validation and activation names."""
+"""Small helpers shared by the model layers: argument validation, activation names and the one
+convolution form (zero or reflect padding)."""
 
 import keras
 import numpy as np
+import tensorflow as tf
 
 # Names accepted for the hidden activation of MaskNet and Guide (a decision,
 # docs/method.md#network).
@@ -43,14 +45,63 @@ def check_dtype(value, name, allowed=("float32", "bfloat16", "float16")):
     return value
 
 
-def conv(filters, kernel_size, name, seed, strides=1, activation=None, **kwargs):
-    """A 'same'-padded Conv2D with bias, the only convolution form of supplement Table 1.
+PADDINGS = ("zeros", "reflect")
+
+
+def check_padding(value, name="conv_padding"):
+    if value not in PADDINGS:
+        raise ValueError(f"`{name}` must be one of {PADDINGS}, got {value!r}.")
+    return value
+
+
+def _same_amounts(size, kernel, stride):
+    """(before, after) padding of one axis that gives 'same' output size ceil(size / stride), split
+    as TensorFlow's 'same' splits it (the extra pixel after)."""
+    out = (size + stride - 1) // stride
+    total = tf.maximum((out - 1) * stride + kernel - size, 0)
+    return [total // 2, total - total // 2]
+
+
+@keras.saving.register_keras_serializable(package="lvst_tf")
+class ReflectConv2D(keras.layers.Conv2D):
+    """A Conv2D whose 'same' padding mirrors the input (`tf.pad` mode REFLECT, edge pixel not
+    repeated) instead of adding zeros: the output size and the split of the padding are those of
+    'same' padding, the weights (names and shapes) those of a plain Conv2D, so a checkpoint of
+    either restores into the other. Needs every padded side to be at least 2 pixels."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs["padding"] = "valid"
+        super().__init__(*args, **kwargs)
+
+    def call(self, inputs):
+        shape = tf.shape(inputs)
+        (kh, kw), (sh, sw) = self.kernel_size, self.strides
+        paddings = [
+            [0, 0],
+            _same_amounts(shape[1], kh, sh),
+            _same_amounts(shape[2], kw, sw),
+            [0, 0],
+        ]
+        return super().call(tf.pad(inputs, paddings, mode="REFLECT"))
+
+    def compute_output_shape(self, input_shape):
+        def out(size, stride):
+            return None if size is None else -(-size // stride)
+
+        n, h, w = input_shape[0], input_shape[1], input_shape[2]
+        return (n, out(h, self.strides[0]), out(w, self.strides[1]), self.filters)
+
+
+def conv(filters, kernel_size, name, seed, strides=1, activation=None, padding="zeros", **kwargs):
+    """A 'same'-size Conv2D with bias, the only convolution form of supplement Table 1.
 
     The kernel is Glorot-uniform with the given seed (so a model is reproducible from `seed` alone)
     unless `kernel_initializer` is passed; biases start at zero unless `bias_initializer` is passed.
+    `padding`: "zeros" (Keras' 'same') or "reflect" (`ReflectConv2D`); the weights are the same.
     """
     kwargs.setdefault("kernel_initializer", keras.initializers.GlorotUniform(seed=seed))
-    return keras.layers.Conv2D(
+    layer = ReflectConv2D if check_padding(padding, "padding") == "reflect" else keras.layers.Conv2D
+    return layer(
         filters,
         kernel_size,
         strides=strides,

@@ -32,6 +32,8 @@ class GridHead(keras.layers.Layer):
       identity_init: Gamma bias = identity per depth cell and a small kernel (Glorot * 1e-2), so an
         untrained model outputs about its input (decision). False: Glorot kernel, zero bias.
       seed: int, seed of the kernel initialisers.
+      conv_padding: "zeros" ('same', the default) or "reflect" for L1, L2, F [decision, see
+        `build_model`]; Gamma is 1x1 and needs none.
 
     Mixed precision: L1, L2, F follow the global policy; Gamma is always a float32 layer (its input is
     cast up), so the coefficients, whose identity part is 1 + small, keep float32 resolution; the grid
@@ -46,9 +48,11 @@ class GridHead(keras.layers.Layer):
         l1_stride=2,
         identity_init=True,
         seed=0,
+        conv_padding="zeros",
         **kwargs,
     ):
         super().__init__(**kwargs)
+        self.conv_padding = _common.check_padding(conv_padding)
         self.grid_depth = _common.check_positive_int(grid_depth, "grid_depth")
         self.in_channels = _common.check_positive_int(in_channels, "in_channels")
         self.width = _common.check_positive_int(width, "width")
@@ -57,12 +61,12 @@ class GridHead(keras.layers.Layer):
         self.l1_stride = int(l1_stride)
         self.identity_init = _common.check_bool(identity_init, "identity_init")
         self.seed = _common.check_int(seed, "seed")
-        w = self.width
+        w, pad = self.width, self.conv_padding
         self.l1 = _common.conv(
-            w, 3, "l1", seed=self.seed, strides=self.l1_stride, activation="relu"
+            w, 3, "l1", seed=self.seed, strides=self.l1_stride, activation="relu", padding=pad
         )
-        self.l2 = _common.conv(w, 3, "l2", seed=self.seed + 1, activation="relu")
-        self.f = _common.conv(w, 3, "f", seed=self.seed + 2, activation="relu")
+        self.l2 = _common.conv(w, 3, "l2", seed=self.seed + 1, activation="relu", padding=pad)
+        self.f = _common.conv(w, 3, "f", seed=self.seed + 2, activation="relu", padding=pad)
         gamma_kwargs = {}
         if self.identity_init:
             gamma_kwargs = {
@@ -125,6 +129,7 @@ class GridHead(keras.layers.Layer):
                 "l1_stride": self.l1_stride,
                 "identity_init": self.identity_init,
                 "seed": self.seed,
+                "conv_padding": self.conv_padding,
             }
         )
         return config

@@ -228,6 +228,7 @@ class LocalizedStyleModel(keras.Model):
         soft_mask_mode="normalized",
         seed=0,
         state_gradient=True,
+        conv_padding="zeros",
         **kwargs,
     ):
         # The model's own policy is float32 even under a mixed global policy: Keras would otherwise
@@ -272,6 +273,7 @@ class LocalizedStyleModel(keras.Model):
             "soft_mask_mode": soft_mask_mode,
             "seed": seed,
             "state_gradient": _common.check_bool(state_gradient, "state_gradient"),
+            "conv_padding": _common.check_padding(conv_padding),
         }
         c = self._config
         self.mask_net = MaskNet(c["hidden_activation"], seed=seed + 100, name="mask_net")
@@ -305,6 +307,7 @@ class LocalizedStyleModel(keras.Model):
                     epsilon=adain_epsilon,
                     seed=seed + 300 + 10 * b,
                     state_gradient=c["state_gradient"],
+                    conv_padding=c["conv_padding"],
                     name=f"splatting_{b + 1}",
                 ),
             )
@@ -315,6 +318,7 @@ class LocalizedStyleModel(keras.Model):
             l1_stride=self.l1_stride,
             identity_init=c["identity_init"],
             seed=seed + 400,
+            conv_padding=c["conv_padding"],
             name="grid_head",
         )
         # The encoder last: a bad `vgg_weights` fails after the cheap checks above, before any data.
@@ -851,6 +855,7 @@ def build_model(
     soft_mask_mode="normalized",
     seed=0,
     state_gradient=True,
+    conv_padding="zeros",
 ):
     """Builds the localized style model (gin name `build_model`); see docs/models.md.
 
@@ -875,6 +880,12 @@ def build_model(
       state_gradient: whether gradients flow through the ST-AdaIN temporal state (True, the default:
         in a training clip the loss of frame t reaches frames 0..t-1 through the six states) or
         stop at it (False: `tf.stop_gradient` on y~_{t-1}; the forward pass is identical).
+      conv_padding: how the 3x3 convolutions of the splatting blocks and the grid head pad their
+        input: "zeros" (Keras 'same', the default; the paper does not say) or "reflect" (mirrored
+        'same', `ReflectConv2D`) [decision]. Zero padding tells those layers where the frame
+        border is, even on a flat input; the weights are the same in both modes, so a checkpoint
+        restores into either (docs/training.md, "The demo model"). The mask net and the guide
+        keep zero padding.
 
     Returns:
       A built `LocalizedStyleModel`.
@@ -895,6 +906,7 @@ def build_model(
         soft_mask_mode=soft_mask_mode,
         seed=seed,
         state_gradient=state_gradient,
+        conv_padding=conv_padding,
     )
 
 

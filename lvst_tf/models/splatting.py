@@ -43,6 +43,8 @@ class SplattingBlock(keras.layers.Layer):
       epsilon: ST-AdaIN epsilon (inside the square root).
       seed: int, seed of the kernel initialisers.
       state_gradient: gradients flow into the previous frame's ST-AdaIN states (see `STAdaIN`).
+      conv_padding: "zeros" ('same', the default) or "reflect" for the three convolutions
+        [decision, see `build_model`].
 
     Calls:
       style_path(s, vs, compute_output=True, mask=None) -> (s_out, [(mean, std) of a_s,
@@ -65,23 +67,29 @@ class SplattingBlock(keras.layers.Layer):
         epsilon=1e-5,
         seed=0,
         state_gradient=True,
+        conv_padding="zeros",
         **kwargs,
     ):
         super().__init__(**kwargs)
+        self.conv_padding = _common.check_padding(conv_padding)
         self.filters = _common.check_positive_int(filters, "filters")
         self.in_channels = _common.check_positive_int(in_channels, "in_channels")
         self.vgg_channels = _common.check_positive_int(vgg_channels, "vgg_channels")
         self.share_middle = _common.check_bool(share_middle, "share_middle")
         self.seed = _common.check_int(seed, "seed")
-        f = self.filters
-        self.s1 = _common.conv(f, 3, "s1", seed=self.seed, strides=2, activation="relu")
-        self.s2_content = _common.conv(f, 3, "s2_content", seed=self.seed + 1, activation="relu")
+        f, pad = self.filters, self.conv_padding
+        self.s1 = _common.conv(
+            f, 3, "s1", seed=self.seed, strides=2, activation="relu", padding=pad
+        )
+        self.s2_content = _common.conv(
+            f, 3, "s2_content", seed=self.seed + 1, activation="relu", padding=pad
+        )
         self.s2_style = (
             self.s2_content
             if self.share_middle
-            else _common.conv(f, 3, "s2_style", seed=self.seed + 2, activation="relu")
+            else _common.conv(f, 3, "s2_style", seed=self.seed + 2, activation="relu", padding=pad)
         )
-        self.s3 = _common.conv(f, 3, "s3", seed=self.seed + 3, activation="relu")
+        self.s3 = _common.conv(f, 3, "s3", seed=self.seed + 3, activation="relu", padding=pad)
         self.adain_block = STAdaIN(
             temporal, alpha_init, epsilon, state_gradient, name="st_adain_block"
         )
@@ -169,6 +177,7 @@ class SplattingBlock(keras.layers.Layer):
                 "epsilon": self.adain_block.epsilon,
                 "seed": self.seed,
                 "state_gradient": self.adain_block.state_gradient,
+                "conv_padding": self.conv_padding,
             }
         )
         return config
