@@ -236,6 +236,9 @@ def test_resume_check_sorts_changes(tmp_path):
         changes = _check(tmp_path, "compute_losses.content_weight = 0.0")
         assert [c.name for c in changes] == ["compute_losses.content_weight"]
         assert [c.kind for c in _check(tmp_path, "", trainable="all")] == ["structural"]
+        # Same variables, used differently: a setting (resumable with --allow_config_change).
+        changes = _check(tmp_path, "build_model.conv_padding = 'reflect'")
+        assert [(c.name, c.kind) for c in changes] == [("build_model.conv_padding", "setting")]
         with pytest.raises(ValueError, match=r"build_model.low_res 32 -> 64"):
             _check(tmp_path, "build_model.low_res = 64")  # parse for the next call
             resume_lib.check_resume(
