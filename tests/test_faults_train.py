@@ -211,6 +211,19 @@ def test_allowed_setting_change_keeps_the_old_config(run_copy):
     assert (run_copy / "operative_config.before_step_2.gin").read_text() == old_config
     assert "train.learning_rate = 0.001" in (run_copy / "operative_config.gin").read_text()
     assert _latest_step(run_copy) == 3
+    # A run that has reached num_steps trains nothing more: the kept config is named after step 3.
+    config_3 = (run_copy / "operative_config.gin").read_text()
+    args = train_args(
+        run_copy,
+        *TINY,
+        "train.num_steps = 3",
+        "train.learning_rate = 1e-2",
+        extra=["--allow_config_change"],
+    )
+    outcome = run_train(args)
+    assert outcome.returncode == 0, outcome.stderr[-3000:]
+    assert (run_copy / "operative_config.before_step_3.gin").read_text() == config_3
+    assert _latest_step(run_copy) == 3
 
 
 @pytest.mark.slow

@@ -608,14 +608,15 @@ class Trainer:
                 logging.info("Saved checkpoint at step %d in %s.", at_step, self.ckpt_dir)
         return True
 
-    def _write_operative_config(self, writer, at_step):
+    def _write_operative_config(self, writer, at_step, resumed_at):
         """`workdir/operative_config.gin` (atomic; an accepted changed config keeps the old one as
-        `operative_config.before_step_<N>.gin`) and a TensorBoard text summary of it."""
+        `operative_config.before_step_<N>.gin`, N = `resumed_at`, the last step trained under it)
+        and a TensorBoard text summary of it."""
         path = os.path.join(self.workdir, CONFIG_FILE)
         config = gin.operative_config_str()
         with self.stop.critical():
             if any(c.kind != "free" for c in self.config_changes) and os.path.isfile(path):
-                kept = os.path.join(self.workdir, f"operative_config.before_step_{at_step - 1}.gin")
+                kept = os.path.join(self.workdir, f"operative_config.before_step_{resumed_at}.gin")
                 with open(path, "rb") as f:
                     write_atomic(kept, f.read())
             write_atomic(path, config)
@@ -739,7 +740,7 @@ class Trainer:
                 window_steps += 1
                 last = values
                 if not wrote_config and chief:
-                    self._write_operative_config(train_writer, current)
+                    self._write_operative_config(train_writer, current, start)
                     wrote_config = True
                 if current % cfg.summary_every == 0 or current == cfg.num_steps:
                     elapsed = time.perf_counter() - window_start
@@ -779,8 +780,8 @@ class Trainer:
                     self._evaluate(current, forward, eval_cache, eval_writer)
             if saved_at != current and self._save(current):
                 saved_at = self._saved = current
-            if not wrote_config and chief:
-                self._write_operative_config(train_writer, current)
+            if not wrote_config and chief:  # no step ran (the run had reached num_steps)
+                self._write_operative_config(train_writer, current, start)
             train_writer.flush()
             eval_writer.flush()
             return {"step": current, "stopped_by": None, **last}
