@@ -80,8 +80,6 @@ def run_settings(config: dict[str, dict[str, Any]]) -> tuple[str | None, dict, d
 
     dataset = {k: v for k, v in bound("make_train_dataset").items() if k in _DATASET_ARGS}
     losses = {k: v for k, v in bound("compute_losses").items() if k in _LOSS_ARGS}
-    if isinstance(dataset.get("style_source"), list):
-        dataset["style_source"] = list(dataset["style_source"])
     return scope, bound("train"), dataset, losses
 
 
