@@ -1,5 +1,5 @@
 """The training losses of docs/method.md#losses: content, localized style, bilateral-grid Laplacian,
-temporal, mask.
+temporal, mask; and an optional per-region colour term that the paper does not have (off by default).
 
 Every loss is a small pure function of tensors that returns a float32 scalar; `compute_losses` (gin name
 `compute_losses`) assembles them for one training batch with the weights of docs/method.md#losses
@@ -22,6 +22,10 @@ Reductions (the paper does not state them; each is a gin choice, see docs/traini
 - temporal: mean over pixels and channels of the visibility-weighted L1 (Lai et al. 2018 divide by the
   pixel count, not by the weight sum).
 - mask: mean binary cross-entropy over pixels.
+- colour (not in the paper; `colour_weight`, default 0): the style term's form applied to the output's
+  RGB pixels on the loss network's input scale (0-255) instead of a VGG tap: per region, the squared
+  differences of the channel means and stds against those of the region's style image, channel mean,
+  with the same region rule. The VGG terms barely see a region's mean colour (docs/training.md).
 """
 
 import tensorflow as tf
@@ -33,7 +37,10 @@ from lvst_tf.models import st_adain
 _EPS = 1e-5  # In the sqrt of masked variances, as in ST-AdaIN (docs/method.md#st-adain).
 _BCE_EPS = 1e-6
 
-TERMS = ("content", "style", "laplacian", "temporal", "mask")
+TERMS = ("content", "style", "laplacian", "temporal", "mask", "colour")
+
+# The loss network's input scale: the colour term measures RGB moments in these units.
+COLOUR_SCALE = 255.0
 
 
 def _f32(x):
@@ -148,6 +155,50 @@ def localized_style_loss(
         tf.reduce_sum(valid, axis=-1), 1.0
     )
     return tf.reduce_mean(per_sample)
+
+
+def localized_colour_loss(output, region_masks, style_means, style_stds, min_region_fraction=0.01):
+    """Per-region colour statistics vs each region's style image (not in the paper; see the module
+    docstring): `localized_style_loss` with the RGB pixels (times `COLOUR_SCALE`) as the one tap.
+
+    Args:
+      output: `[N, H, W, 3]` output frames in [0, 1] (unclipped is fine).
+      region_masks: `[N, H, W, K]` clean region masks (objects then background).
+      style_means, style_stds: `[N, K, 3]`, the RGB channel means and stds of region k's style image,
+        times `COLOUR_SCALE` (`style_targets` of the styles times `COLOUR_SCALE`).
+      min_region_fraction: see `localized_style_loss`.
+
+    Returns:
+      float32 scalar.
+    """
+    return localized_style_loss(
+        [COLOUR_SCALE * _f32(output)],
+        region_masks,
+        [style_means],
+        [style_stds],
+        channel_reduction="mean",
+        min_region_fraction=min_region_fraction,
+    )
+
+
+def style_targets(style_features, num_clips, num_frames):
+    """The style statistics each output frame is compared with.
+
+    Args:
+      style_features: `[B*K, h, w, C]`, one map per clip and region (clip-major).
+      num_clips: B.
+      num_frames: T, the frames of each clip (all share their clip's styles).
+
+    Returns:
+      `(means, stds)`, each `[B*T, K, C]` (no gradient flows to the styles).
+    """
+    mean, std = st_adain.feature_moments(tf.stop_gradient(style_features), _EPS)
+    channels = tf.shape(mean)[-1]
+    out = []
+    for moment in (mean, std):
+        moment = tf.reshape(moment, [num_clips, -1, channels])  # [B, K, C]
+        out.append(_merge_bt(tf.repeat(moment[:, None], num_frames, axis=1)))
+    return tuple(out)
 
 
 def bilateral_laplacian_loss(grids, reduction="mean"):
@@ -309,6 +360,7 @@ def compute_losses(
     laplacian_reduction="mean",
     min_region_fraction=0.01,
     reuse_model_features=True,
+    colour_weight=0.0,
 ):
     """All training losses for one batch (docs/method.md#losses). Terms with weight 0 are not
     computed.
@@ -329,6 +381,8 @@ def compute_losses(
       style_channel_reduction: "mean" or "sum", see `localized_style_loss`.
       laplacian_reduction: "mean" or "sum", see `bilateral_laplacian_loss`.
       min_region_fraction: see `localized_style_loss`.
+      colour_weight: weight of the per-region colour term (`localized_colour_loss`; not in the
+        paper, so 0 by default).
       reuse_model_features: take VGG taps the model already computed instead of running the frozen
         encoder again: the content taps when the model's low resolution equals the crop (the
         paper's training, where they are the same computation), the style taps always (the style
@@ -349,13 +403,18 @@ def compute_losses(
         "laplacian": laplacian_weight,
         "temporal": 0.0 if temporal_mode == "none" else temporal_weight,
         "mask": mask_weight,
+        "colour": colour_weight,
     }
     for name, value in weights.items():
         if value < 0:
             raise ValueError(f"`{name}_weight` must be >= 0, got {value}.")
     frames = _f32(batch["frames"])
     output = _f32(outputs["output"])
+    num_clips, num_frames = tf.shape(frames)[0], tf.shape(frames)[1]
     terms = {}
+    if weights["style"] > 0 or weights["colour"] > 0:
+        styles = _f32(batch["styles"])
+        regions = region_masks_from_objects(_merge_bt(_f32(batch["clean_masks"])))
 
     if weights["content"] > 0 or weights["style"] > 0:
         out_feats = model.encoder(_merge_bt(output))
@@ -369,8 +428,6 @@ def compute_losses(
                 content_tap = model.encoder(_merge_bt(frames))[-1]
             terms["content"] = content_loss(out_feats[-1], tf.stop_gradient(_f32(content_tap)))
         if weights["style"] > 0:
-            styles = _f32(batch["styles"])
-            num_frames = tf.shape(frames)[1]
             shared = outputs.get("style_features") if reuse_model_features else None
             if shared is not None:
                 style_feats = [_merge_bt(_f32(f)) for f in shared]  # [B*K, ...]
@@ -378,14 +435,9 @@ def compute_losses(
                 style_feats = model.encoder(_merge_bt(styles))
             s_means, s_stds = [], []
             for feats in style_feats:
-                mean, std = st_adain.feature_moments(tf.stop_gradient(feats), _EPS)
-                channels = tf.shape(mean)[-1]
-                # [B*K, C] -> [B, K, C] -> one copy per frame -> [B*T, K, C]
-                mean = tf.reshape(mean, [tf.shape(styles)[0], tf.shape(styles)[1], channels])
-                std = tf.reshape(std, [tf.shape(styles)[0], tf.shape(styles)[1], channels])
-                s_means.append(_merge_bt(tf.repeat(mean[:, None], num_frames, axis=1)))
-                s_stds.append(_merge_bt(tf.repeat(std[:, None], num_frames, axis=1)))
-            regions = region_masks_from_objects(_merge_bt(_f32(batch["clean_masks"])))
+                mean, std = style_targets(feats, num_clips, num_frames)
+                s_means.append(mean)
+                s_stds.append(std)
             terms["style"] = localized_style_loss(
                 out_feats,
                 regions,
@@ -394,6 +446,11 @@ def compute_losses(
                 channel_reduction=style_channel_reduction,
                 min_region_fraction=min_region_fraction,
             )
+    if weights["colour"] > 0:
+        means, stds = style_targets(COLOUR_SCALE * _merge_bt(styles), num_clips, num_frames)
+        terms["colour"] = localized_colour_loss(
+            _merge_bt(output), regions, means, stds, min_region_fraction=min_region_fraction
+        )
     if weights["laplacian"] > 0:
         terms["laplacian"] = bilateral_laplacian_loss(
             outputs["region_grids"], reduction=laplacian_reduction

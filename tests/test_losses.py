@@ -254,7 +254,7 @@ def test_compute_losses_weights_and_terms():
     batch, outputs = _fake_batch(rng)
     model = _FakeModel()
     total, terms = losses.compute_losses(model, batch, outputs)
-    assert set(terms) == set(losses.TERMS)
+    assert set(terms) == set(losses.TERMS) - {"colour"}  # the colour term is off by default
     expected = (
         0.5 * terms["content"]
         + terms["style"]
@@ -287,6 +287,51 @@ def test_compute_losses_weights_and_terms():
         losses.compute_losses(model, batch, outputs)
     with pytest.raises(ValueError, match="temporal_mode"):
         losses.compute_losses(model, batch, outputs, temporal_mode="optical")
+
+
+def test_colour_loss_matches_a_pixel_loop_and_joins_the_total():
+    rng = _rng(17)
+    batch, outputs = _fake_batch(rng, b=2, t=2, s=8)
+    total, terms = losses.compute_losses(_FakeModel(), batch, outputs, colour_weight=0.4)
+    base, _ = losses.compute_losses(_FakeModel(), batch, outputs)
+    np.testing.assert_allclose(
+        total.numpy(), base.numpy() + 0.4 * terms["colour"].numpy(), rtol=1e-5
+    )
+    # Reference: per clip, frame and region, RGB (x255) moments of the output over the region vs
+    # the whole style image's, channel mean of the squared differences; mean over regions, frames.
+    out = outputs["output"].astype(np.float64) * 255
+    styles = batch["styles"].astype(np.float64) * 255
+    regions = losses.region_masks_from_objects(batch["clean_masks"].reshape(4, 8, 8, 1)).numpy()
+    ref = []
+    for b in range(2):
+        for t in range(2):
+            for k in range(2):
+                mean, std = _np_masked_stats(out[b, t], regions[b * 2 + t, ..., k])
+                s = styles[b, k].reshape(-1, 3)
+                ref.append(
+                    np.mean((mean - s.mean(0)) ** 2)
+                    + np.mean((std - np.sqrt(s.var(0) + 1e-5)) ** 2)
+                )
+    np.testing.assert_allclose(terms["colour"].numpy(), np.mean(ref), rtol=1e-4)
+    # An output painted with each region's style colour statistics exactly scores ~0: a flat
+    # region of its style's mean has std 0, so only the style's std remains.
+    batch["clean_masks"][:] = 0
+    batch["clean_masks"][:, :, 2:6, 2:6] = 1
+    colours = batch["styles"].reshape(2, 2, -1, 3).mean(axis=2)  # [B, K, 3]
+    inside = batch["clean_masks"][..., :1] > 0  # [B, T, 8, 8, 1]
+    flat = np.where(inside, colours[:, None, None, None, 0], colours[:, None, None, None, 1])
+    _, terms = losses.compute_losses(
+        _FakeModel(), batch, {**outputs, "output": flat}, colour_weight=1
+    )
+    stds = [
+        np.mean(batch["styles"][b, k].reshape(-1, 3).std(0) ** 2)
+        for b in range(2)
+        for k in range(2)
+    ]
+    # (The flat region's float32 variance E[x^2] - mean^2 at the 0-255 scale is ~1e-2, not 0.)
+    np.testing.assert_allclose(terms["colour"].numpy(), 255**2 * np.mean(stds), rtol=5e-3)
+    with pytest.raises(ValueError, match="colour_weight"):
+        losses.compute_losses(_FakeModel(), batch, outputs, colour_weight=-1)
 
 
 def test_gradients_reach_output_and_grids():

@@ -77,11 +77,13 @@ def test_objective_table_on_a_tiny_run(run, tmp_path):
     for r in rows:  # the run's own weights
         grid = 0.0 if r["laplacian"] is None else 3.0 * r["laplacian"]
         assert r["total"] == pytest.approx(0.25 * r["content"] + 2.0 * r["style"] + grid, rel=1e-6)
+        assert np.isfinite(r["colour"]) and r["colour"] >= 0  # scored, weight 0 in this run
         assert np.isfinite(r["style"]) and r["style"] >= 0
     assert [r["laplacian"] is None for r in rows] == [False, False, True, True, True]
     assert by_name[objective.OURS]["laplacian"] == by_name[objective.OURS_CLIPPED]["laplacian"] > 0
     # A colour transfer to the styles moves the output's statistics toward them.
     assert by_name[objective.REINHARD]["style"] < by_name[objective.IDENTITY]["style"]
+    assert by_name[objective.REINHARD]["colour"] < by_name[objective.IDENTITY]["colour"]
     assert by_name[objective.FLAT]["content"] > 0
     # The Laplacian against a NumPy sum over the same batches (drawn again with the plan's seed).
     from lvst_tf import data
@@ -97,7 +99,10 @@ def test_objective_table_on_a_tiny_run(run, tmp_path):
     # The batches are fixed by the seed: a second run scores the same.
     again, _ = objective.run_objective(loaded, plan, batches=2)
     assert [r["total"] for r in again] == pytest.approx([r["total"] for r in rows], rel=1e-6)
-    assert "Reinhard per region" in markdown and "0.25 x content + 2.0 x style" in markdown
+    assert (
+        "Reinhard per region" in markdown
+        and "0.25 x content + 2.0 x style + 0.0 x colour" in markdown
+    )
     assert "+ 3.0 x grid Laplacian, reduction 'sum'" in markdown
     table = list(csv.DictReader((tmp_path / "out" / "objective.csv").open()))
     assert [t["output"] for t in table] == list(objective.CANDIDATES)

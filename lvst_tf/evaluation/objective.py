@@ -3,7 +3,9 @@
 A low training loss only means something if the losses prefer the outputs a person would call a
 good photorealistic transfer. `run_objective` draws batches the way the run's own evaluation does
 (its data pipeline settings, a split it did not train on), and scores five outputs with the run's
-content and style losses (docs/method.md#losses), and the model's grids with its Laplacian:
+content and style losses (docs/method.md#losses) and the per-region colour term (`losses`; scored
+always, weighed by the run's `colour_weight`, 0 unless the run used it), and the model's grids with
+its Laplacian:
 
 - ours, as trained: the model's output before clipping (what the losses saw in training);
 - ours, clipped: the same output clipped to [0, 1] (what rendering produces);
@@ -53,6 +55,7 @@ _LOSS_ARGS = (
     "style_channel_reduction",
     "laplacian_reduction",
     "min_region_fraction",
+    "colour_weight",
 )
 
 
@@ -128,7 +131,8 @@ def candidate_outputs(ours: np.ndarray, batch) -> dict[str, np.ndarray]:
 
 
 def score_batches(model, batches, loss_args: dict) -> list[dict]:
-    """Mean content, style and (ours only) grid Laplacian loss, unweighted, and the weighted sum.
+    """Mean content, style, colour and (ours only) grid Laplacian loss, unweighted, and the
+    weighted sum.
 
     Args:
       model: a `LocalizedStyleModel`.
@@ -136,8 +140,9 @@ def score_batches(model, batches, loss_args: dict) -> list[dict]:
       loss_args: `compute_losses` arguments (`_LOSS_ARGS`); the weights default to the paper's.
 
     Returns:
-      One row per candidate: `{"output", "content", "style", "laplacian", "total"}`: total is
-      `content_weight * content + style_weight * style`, plus `laplacian_weight * laplacian` for
+      One row per candidate: `{"output", "content", "style", "colour", "laplacian", "total"}`:
+      total is `content_weight * content + style_weight * style + colour_weight * colour` (the
+      colour weight 0 unless the run set it), plus `laplacian_weight * laplacian` for
       our two rows (the Laplacian of the model's region grids); the other outputs have no grids
       (laplacian None: a per-region global colour transform written as grids would score 0).
     """
@@ -150,7 +155,8 @@ def score_batches(model, batches, loss_args: dict) -> list[dict]:
     style_weight = float(kwargs.pop("style_weight", 1.0))
     laplacian_weight = float(kwargs.pop("laplacian_weight", 0.15))
     laplacian_reduction = kwargs.pop("laplacian_reduction", "mean")
-    sums = {name: np.zeros(2) for name in CANDIDATES}
+    colour_weight = float(kwargs.pop("colour_weight", 0.0))
+    sums = {name: np.zeros(3) for name in CANDIDATES}
     laplacian = 0.0
     count = 0
     for batch in batches:
@@ -168,21 +174,23 @@ def score_batches(model, batches, loss_args: dict) -> list[dict]:
                 laplacian_weight=0.0,
                 temporal_weight=0.0,
                 mask_weight=0.0,
+                colour_weight=1.0,
                 reuse_model_features=False,
                 **kwargs,
             )
-            sums[name] += [float(terms["content"]), float(terms["style"])]
+            sums[name] += [float(terms[t]) for t in ("content", "style", "colour")]
         count += 1
     if count == 0:
         raise ValueError("batches: no batch to score.")
     rows = []
     for name in CANDIDATES:
-        content, style = sums[name] / count
+        content, style, colour = sums[name] / count
         grid = laplacian / count if name in (OURS, OURS_CLIPPED) else None
-        total = content_weight * content + style_weight * style
+        total = content_weight * content + style_weight * style + colour_weight * colour
         if grid is not None:
             total += laplacian_weight * grid
-        row = {"output": name, "content": content, "style": style, "laplacian": grid}
+        row = {"output": name, "content": content, "style": style, "colour": colour}
+        row["laplacian"] = grid
         rows.append({**row, "total": total})
     return rows
 
@@ -192,20 +200,21 @@ def objective_markdown(rows: list[dict], header_lines: list[str]) -> str:
         return "-" if value is None else f"{value:.2f}"
 
     body = [
-        [r["output"], f"{r['content']:.2f}", f"{r['style']:.2f}", grid(r["laplacian"])]
-        + [f"{r['total']:.2f}"]
+        [r["output"], f"{r['content']:.2f}", f"{r['style']:.2f}", f"{r['colour']:.2f}"]
+        + [grid(r["laplacian"]), f"{r['total']:.2f}"]
         for r in rows
     ]
-    header = ["output", "content", "style", "grid Laplacian", "weighted total"]
+    header = ["output", "content", "style", "colour", "grid Laplacian", "weighted total"]
     table = report.markdown_table(header, body)
     return "\n".join([*header_lines, "", table, ""])
 
 
 def objective_csv(rows: list[dict]) -> str:
-    lines = ["output,content,style,laplacian,total"]
+    lines = ["output,content,style,colour,laplacian,total"]
     for r in rows:
         grid = "" if r["laplacian"] is None else f"{r['laplacian']:.6g}"
-        lines.append(f'"{r["output"]}",{r["content"]:.6g},{r["style"]:.6g},{grid},{r["total"]:.6g}')
+        terms = ",".join(f"{r[t]:.6g}" for t in ("content", "style", "colour"))
+        lines.append(f'"{r["output"]}",{terms},{grid},{r["total"]:.6g}')
     return "\n".join(lines) + "\n"
 
 
@@ -286,14 +295,20 @@ def run_objective(
     drawn = [next(iterator) for _ in range(batches)]
     del iterator
     rows = score_batches(loaded.model, drawn, plan.loss_args)
-    args = {"content_weight": 0.5, "style_weight": 1.0, "laplacian_weight": 0.15}
+    args = {
+        "content_weight": 0.5,
+        "style_weight": 1.0,
+        "laplacian_weight": 0.15,
+        "colour_weight": 0.0,
+    }
     args.update(plan.loss_args)
     header = [
         f"Training objective of {loaded.describe()}",
         f"on {batches} batches of {plan.root!r} split {plan.split!r} (seed {plan.seed}; phase "
         f"{plan.scope or 'unscoped'} settings: {plan.dataset_args or 'defaults'}); clean masks "
         f"for every output; weighted total = {args['content_weight']} x content + "
-        f"{args['style_weight']} x style (+ {args['laplacian_weight']} x grid Laplacian, "
+        f"{args['style_weight']} x style + {args['colour_weight']} x colour "
+        f"(+ {args['laplacian_weight']} x grid Laplacian, "
         f"reduction {args.get('laplacian_reduction', 'mean')!r}, for ours; the other outputs "
         "have no grids: a per-region global colour transform written as grids would score 0).",
     ]
