@@ -93,19 +93,6 @@ def _frames_to_float(frames, scale):
     return image * scale if scale != 1.0 else image
 
 
-def _finish_from_parts(grids, parts, frames, scale, clip):
-    """XLA body of `render_inference`: guide assembly + sigmoid, cast, slice/apply, clip."""
-    guide = tf.sigmoid(Guide.assemble_logits(parts))
-    out = ops.slice_apply_body(grids, guide, _frames_to_float(frames, scale))
-    return tf.clip_by_value(out, 0.0, 1.0) if clip else out
-
-
-def _finish_from_guide(grids, guide, frames, scale, clip):
-    """XLA body of `render_inference` for a guide computed outside (non-fused guide forms)."""
-    out = ops.slice_apply_body(grids, guide, _frames_to_float(frames, scale))
-    return tf.clip_by_value(out, 0.0, 1.0) if clip else out
-
-
 def _crop_rows(x, top, rows):
     """Rows `top .. top + rows - 1` of `x [B, h, ...]`; under XLA a dynamic slice of static size."""
     begin = tf.concat([[0], [top], tf.zeros([x.shape.rank - 2], tf.int32)], axis=0)
@@ -113,28 +100,30 @@ def _crop_rows(x, top, rows):
     return tf.slice(x, begin, size)
 
 
-def _finish_strip_from_parts(grids, parts, frames, scale, clip, top, row_offset, total_height):
-    """`_finish_from_parts` for a strip: `parts` of the strip's window (the strip and its halo),
-    `frames` the strip's rows, which start `top` rows into the window and `row_offset` rows into
-    an image of `total_height` rows."""
-    logits = _crop_rows(Guide.assemble_logits(parts), top, tf.shape(frames)[1])
-    image = _frames_to_float(frames, scale)
-    out = ops.slice_apply_body(grids, tf.sigmoid(logits), image, row_offset, total_height)
+def _finish(grids, guide, frames, scale, clip, fused, strip=None):
+    """XLA body of `render_inference`: (the guide's last steps,) cast, slice/apply, clip.
+
+    Args:
+      guide: with `fused`, the fused guide's parts (`Guide.fused_parts`), assembled and squashed
+        here; otherwise the guide itself (computed outside).
+      frames: the rows to render, uint8 or float32 (`scale` maps them to [0, 1]).
+      strip: None (the whole frame), or `(top, row_offset, total_height)`: `guide` covers a window
+        (the strip and its halo), `frames` the strip's rows, which start `top` rows into the
+        window and `row_offset` rows into an image of `total_height` rows.
+    """
+    if fused:
+        guide = tf.sigmoid(Guide.assemble_logits(guide))
+    row_offset = total_height = None
+    if strip is not None:
+        top, row_offset, total_height = strip
+        guide = _crop_rows(guide, top, tf.shape(frames)[1])
+    out = ops.slice_apply_body(
+        grids, guide, _frames_to_float(frames, scale), row_offset, total_height
+    )
     return tf.clip_by_value(out, 0.0, 1.0) if clip else out
 
 
-def _finish_strip_from_guide(grids, guide, frames, scale, clip, top, row_offset, total_height):
-    """`_finish_from_guide` for a strip; `guide` of the strip's window, as above."""
-    guide = _crop_rows(guide, top, tf.shape(frames)[1])
-    image = _frames_to_float(frames, scale)
-    out = ops.slice_apply_body(grids, guide, image, row_offset, total_height)
-    return tf.clip_by_value(out, 0.0, 1.0) if clip else out
-
-
-_finish_from_parts = tf.function(_finish_from_parts, jit_compile=True, autograph=False)
-_finish_from_guide = tf.function(_finish_from_guide, jit_compile=True, autograph=False)
-_finish_strip_from_parts = tf.function(_finish_strip_from_parts, jit_compile=True, autograph=False)
-_finish_strip_from_guide = tf.function(_finish_strip_from_guide, jit_compile=True, autograph=False)
+_finish = tf.function(_finish, jit_compile=True, autograph=False)
 
 # Largest frame (pixels per image) `render_strips` renders in one piece; larger frames are rendered
 # in horizontal strips of at most this many pixels (docs/inference.md#strips, measured there).
@@ -722,14 +711,14 @@ class LocalizedStyleModel(keras.Model):
 
         def plain():
             guide = self.guide(_frames_to_float(frames, scale))
-            return _finish_from_guide(grids, guide, frames, scale, clip)
+            return _finish(grids, guide, frames, scale, clip, fused=False)
 
         if not self.guide.use_fused:
             return plain()
 
         def fused():
             parts = self.guide.fused_parts(frames, scale)
-            return _finish_from_parts(grids, parts, frames, scale, clip)
+            return _finish(grids, parts, frames, scale, clip, fused=True)
 
         h, w = frames.shape[1], frames.shape[2]
         if h is not None and w is not None:
@@ -760,11 +749,11 @@ class LocalizedStyleModel(keras.Model):
             low = tf.maximum(start - halo, 0)
             window = frames[:, low : tf.minimum(stop + halo, shape[1])]  # the strip and its halo
             strip = frames[:, start:stop]
-        top = start - low
+        where = (start - low, start, shape[1])  # the strip in the window, in the frame
 
         def plain():
             guide = self.guide(_frames_to_float(window, scale))
-            return _finish_strip_from_guide(grids, guide, strip, scale, clip, top, start, shape[1])
+            return _finish(grids, guide, strip, scale, clip, fused=False, strip=where)
 
         if not self.guide.use_fused:
             return plain()
@@ -772,7 +761,7 @@ class LocalizedStyleModel(keras.Model):
         def fused():
             # The fused form's ring fix on the window's cut rows lands in the halo, cropped away.
             parts = self.guide.fused_parts(window, scale)
-            return _finish_strip_from_parts(grids, parts, strip, scale, clip, top, start, shape[1])
+            return _finish(grids, parts, strip, scale, clip, fused=True, strip=where)
 
         # The same rule as the whole render, on the whole frame's size (a window of a frame of
         # H >= 3 rows has >= 3 rows).
