@@ -309,6 +309,7 @@ class Request:
     preview_frame: int = -1
     max_frames: int = 0
     fps: float = 0.0
+    render_strip_pixels: int = 0
 
 
 @dataclasses.dataclass
@@ -358,6 +359,15 @@ def prepare(request: Request) -> Plan:
         )
     if req.max_frames < 0:
         raise ValueError(f"max_frames: must be >= 0 (0 = every frame); got {req.max_frames}.")
+    if (
+        isinstance(req.render_strip_pixels, bool)
+        or not isinstance(req.render_strip_pixels, int)
+        or req.render_strip_pixels < 0
+    ):
+        raise ValueError(
+            "render_strip_pixels: must be an integer >= 0 (pixels per render strip; 0 = the "
+            f"model's default, 2,000,000); got {req.render_strip_pixels!r}."
+        )
     if not np.isfinite(req.fps) or req.fps < 0:
         raise ValueError(f"fps: must be > 0, or 0 for the input's frame rate; got {req.fps}.")
     if req.preview_frame < -1:
@@ -470,6 +480,11 @@ def prepare(request: Request) -> Plan:
             f"input {str(reader.path)!r} has an audio track; the output will have none (OpenCV "
             "reads and writes video only)."
         )
+    if req.render_strip_pixels and model_kind == "saved_model":
+        warnings.append(
+            "render_strip_pixels: a SavedModel's render signatures take whole frames; the flag "
+            "only applies to in-process models (--pretrained, --workdir)."
+        )
     return Plan(
         request=req,
         reader=reader,
@@ -528,6 +543,7 @@ def make_stylizer(plan: Plan, loaded: loading.LoadedModel):
         r=plan.request.r,
         interpolation=plan.request.interpolation,
         soft_mask_mode=loaded.soft_mask_mode,
+        render_strip_pixels=plan.request.render_strip_pixels or None,
     )
 
 

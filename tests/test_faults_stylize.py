@@ -364,6 +364,11 @@ CASES = [
     Case("interpolation_unknown", E + r"flag --interpolation=cubic", lambda c: {"interpolation": "cubic"}, code=2),
     Case("fps_negative", E + r"fps: must be > 0", lambda c: {"fps": -5}),
     Case("max_frames_negative", E + r"max_frames: must be >= 0", lambda c: {"max_frames": -1}),
+    Case(
+        "render_strip_pixels_negative",
+        E + r"render_strip_pixels: must be an integer >= 0",
+        lambda c: {"render_strip_pixels": -2},
+    ),
     Case("preview_frame_past_the_end", E + r"preview_frame: 50 is past the last frame \(19\)",
          lambda c: {"preview": True, "preview_frame": 50}),
     # --- model

@@ -292,6 +292,28 @@ def test_style_masks_select_the_style_statistics(tiny, tmp_path):
 
 
 @pytest.mark.slow
+def test_render_strip_pixels_changes_memory_not_output(tiny, tmp_path):
+    """--render_strip_pixels: 176x144 frames in strips of 5 rows give the single-piece output."""
+    _, workdir = tiny
+    loaded = loading.load_model(workdir=str(workdir))
+
+    def stylize(name, **kwargs):
+        plan = stylize_video.prepare(
+            _request(tmp_path, workdir=workdir, output=tmp_path / name, max_frames=3, **kwargs)
+        )
+        stylizer = stylize_video.make_stylizer(plan, loaded)
+        stylize_video.run(plan, stylizer, progress=False)
+        return stylizer, np.stack(list(video_io.read_frames(tmp_path / name))).astype(np.int16)
+
+    plain_stylizer, plain = stylize("plain")
+    strip_stylizer, strips = stylize("strips", render_strip_pixels=5 * 176)
+    assert plain_stylizer.render_strip_pixels is None
+    assert strip_stylizer.render_strip_pixels == 5 * 176
+    assert len(loaded.model.render_strips(144, 176, 5 * 176)) == 29  # the strips really ran
+    assert np.abs(strips - plain).max() <= 1  # float rounding may move an 8-bit value by one
+
+
+@pytest.mark.slow
 def test_saved_model_frame_folder_threshold_masks_match_library(tiny, tmp_path):
     """--saved_model streaming through the exported pieces equals the in-process stylizer."""
     from lvst_tf import export, segmentation
@@ -303,9 +325,10 @@ def test_saved_model_frame_folder_threshold_masks_match_library(tiny, tmp_path):
     out = tmp_path / "frames_out"
     proc = _run(
         f"--input={CUP}", f"--masks=threshold:{CUP_SPEC}", f"--styles={STYLES}",
-        f"--saved_model={saved}", "--r=8", f"--output={out}",
+        f"--saved_model={saved}", "--r=8", f"--output={out}", "--render_strip_pixels=5000",
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "render_strip_pixels: a SavedModel's render signatures take whole frames" in proc.stderr
     frames = np.stack(list(video_io.read_frames(CUP)))
     got = np.stack(list(video_io.read_frames(out)))
     assert got.shape == frames.shape

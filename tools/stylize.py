@@ -87,6 +87,12 @@ _PREVIEW = flags.DEFINE_bool(
 _PREVIEW_FRAME = flags.DEFINE_integer("preview_frame", -1, "Frame of the preview PNG; -1 = middle.")
 _MAX_FRAMES = flags.DEFINE_integer("max_frames", 0, "Stylize only the first N frames (0 = all).")
 _FPS = flags.DEFINE_float("fps", 0.0, "Output fps; 0 = the input's (30 for frame folders).")
+_STRIP_PIXELS = flags.DEFINE_integer(
+    "render_strip_pixels",
+    0,
+    "Frames of more pixels are rendered in horizontal strips of at most this many pixels (less "
+    "memory, same output); 0 = the model's default (2,000,000).",
+)
 _VERBOSE = flags.DEFINE_bool("verbose", False, "Print the traceback of an error.")
 
 
@@ -115,6 +121,7 @@ def main(argv):
         preview_frame=_PREVIEW_FRAME.value,
         max_frames=_MAX_FRAMES.value,
         fps=_FPS.value,
+        render_strip_pixels=_STRIP_PIXELS.value,
     )
     sys.exit(stylize_video.main(request, prog="stylize.py", verbose=_VERBOSE.value))
 
