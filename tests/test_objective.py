@@ -84,6 +84,8 @@ def test_objective_table_on_a_tiny_run(run, tmp_path):
     # A colour transfer to the styles moves the output's statistics toward them.
     assert by_name[objective.REINHARD]["style"] < by_name[objective.IDENTITY]["style"]
     assert by_name[objective.REINHARD]["colour"] < by_name[objective.IDENTITY]["colour"]
+    assert by_name[objective.IDENTITY]["lab"] == 1.0  # the Lab distance in units of the input's
+    assert by_name[objective.REINHARD]["lab"] < 0.5
     assert by_name[objective.FLAT]["content"] > 0
     # The Laplacian against a NumPy sum over the same batches (drawn again with the plan's seed).
     from lvst_tf import data

@@ -140,15 +140,17 @@ def score_batches(model, batches, loss_args: dict) -> list[dict]:
       loss_args: `compute_losses` arguments (`_LOSS_ARGS`); the weights default to the paper's.
 
     Returns:
-      One row per candidate: `{"output", "content", "style", "colour", "laplacian", "total"}`:
-      total is `content_weight * content + style_weight * style + colour_weight * colour` (the
+      One row per candidate: `{"output", "content", "style", "colour", "laplacian", "total",
+      "lab"}`: lab is the evaluation's Lab style distance (`metrics.style_distance`, clipped
+      output) divided by the input's, averaged over frames and regions (the quality goal's
+      measure, beside the objective that should serve it); total is `content_weight * content + style_weight * style + colour_weight * colour` (the
       colour weight 0 unless the run set it), plus `laplacian_weight * laplacian` for
       our two rows (the Laplacian of the model's region grids); the other outputs have no grids
       (laplacian None: a per-region global colour transform written as grids would score 0).
     """
     import tensorflow as tf  # noqa: PLC0415
 
-    from lvst_tf import losses  # noqa: PLC0415
+    from lvst_tf import losses, metrics  # noqa: PLC0415
 
     kwargs = dict(loss_args)
     content_weight = float(kwargs.pop("content_weight", 0.5))
@@ -157,6 +159,7 @@ def score_batches(model, batches, loss_args: dict) -> list[dict]:
     laplacian_reduction = kwargs.pop("laplacian_reduction", "mean")
     colour_weight = float(kwargs.pop("colour_weight", 0.0))
     sums = {name: np.zeros(3) for name in CANDIDATES}
+    lab = {name: [] for name in CANDIDATES}  # per (clip, frame, region) Lab style distances
     laplacian = 0.0
     count = 0
     for batch in batches:
@@ -164,7 +167,12 @@ def score_batches(model, batches, loss_args: dict) -> list[dict]:
         laplacian += float(
             losses.bilateral_laplacian_loss(outputs["region_grids"], reduction=laplacian_reduction)
         )
+        masks, styles = batch["clean_masks"].numpy(), batch["styles"].numpy()
         for name, output in candidate_outputs(outputs["output"].numpy(), batch).items():
+            lab[name] += [
+                metrics.style_distance(np.clip(o, 0.0, 1.0), m, list(s))
+                for o, m, s in zip(output, masks, styles)
+            ]
             _, terms = losses.compute_losses(
                 model,
                 batch,
@@ -183,14 +191,17 @@ def score_batches(model, batches, loss_args: dict) -> list[dict]:
     if count == 0:
         raise ValueError("batches: no batch to score.")
     rows = []
+    reference = np.stack(lab[IDENTITY])
     for name in CANDIDATES:
         content, style, colour = sums[name] / count
+        with np.errstate(invalid="ignore", divide="ignore"):
+            lab_ratio = float(np.nanmean(np.stack(lab[name]) / reference))
         grid = laplacian / count if name in (OURS, OURS_CLIPPED) else None
         total = content_weight * content + style_weight * style + colour_weight * colour
         if grid is not None:
             total += laplacian_weight * grid
         row = {"output": name, "content": content, "style": style, "colour": colour}
-        row["laplacian"] = grid
+        row.update(laplacian=grid, lab=lab_ratio)
         rows.append({**row, "total": total})
     return rows
 
@@ -201,20 +212,21 @@ def objective_markdown(rows: list[dict], header_lines: list[str]) -> str:
 
     body = [
         [r["output"], f"{r['content']:.2f}", f"{r['style']:.2f}", f"{r['colour']:.2f}"]
-        + [grid(r["laplacian"]), f"{r['total']:.2f}"]
+        + [grid(r["laplacian"]), f"{r['total']:.2f}", f"{r['lab']:.2f}"]
         for r in rows
     ]
     header = ["output", "content", "style", "colour", "grid Laplacian", "weighted total"]
+    header.append("Lab style distance / input's")
     table = report.markdown_table(header, body)
     return "\n".join([*header_lines, "", table, ""])
 
 
 def objective_csv(rows: list[dict]) -> str:
-    lines = ["output,content,style,colour,laplacian,total"]
+    lines = ["output,content,style,colour,laplacian,total,lab_ratio"]
     for r in rows:
         grid = "" if r["laplacian"] is None else f"{r['laplacian']:.6g}"
         terms = ",".join(f"{r[t]:.6g}" for t in ("content", "style", "colour"))
-        lines.append(f'"{r["output"]}",{terms},{grid},{r["total"]:.6g}')
+        lines.append(f'"{r["output"]}",{terms},{grid},{r["total"]:.6g},{r["lab"]:.6g}')
     return "\n".join(lines) + "\n"
 
 
