@@ -68,7 +68,8 @@ def test_smoke_cli_writes_outputs_then_resumes(tmp_path):
     config = (workdir / "operative_config.gin").read_text()
     assert "train.num_steps = 3" in config and "build_model.low_res = 32" in config
     train_tags = _events(workdir / "train")
-    for term in (*losses.TERMS, "total"):
+    assert "loss/colour" not in train_tags  # off in smoke.gin: a term of weight 0 is not logged
+    for term in (*(t for t in losses.TERMS if t != "colour"), "total"):
         assert train_tags[f"loss/{term}"] == [1, 2, 3], term
     for tag in ("learning_rate", "steps_per_second", "gin/operative_config"):
         assert tag in train_tags
@@ -153,7 +154,8 @@ tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfigur
 from lvst_tf import training
 training.parse_gin_config(["smoke.gin"], [
     "train.num_steps = 1", "train.run_eagerly = True", "train.eval_every = 0",
-    "train.image_summary_every = 0", "make_train_dataset.batch_size = 2"])
+    "train.image_summary_every = 0", "make_train_dataset.batch_size = 2",
+    "compute_losses.colour_weight = 0.4"])
 mirrored = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
 assert mirrored.num_replicas_in_sync == 2
 out = {"mirrored": training.train(sys.argv[1] + "/mirrored", strategy=mirrored),
@@ -176,7 +178,7 @@ def test_mirrored_two_cpu_replicas_match_single_device(tmp_path):
     assert proc.returncode == 0, proc.stderr[-4000:]
     line = next(x for x in proc.stdout.splitlines() if x.startswith("RESULT"))
     result = json.loads(line[len("RESULT") :])
-    for key in (*losses.TERMS, "total"):
+    for key in (*losses.TERMS, "total"):  # the colour term is on in this run
         np.testing.assert_allclose(result["mirrored"][key], result["single"][key], rtol=1e-4)
     # The updates agree too: same weights after the step (gradients summed over replicas).
     gin.clear_config()
