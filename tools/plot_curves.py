@@ -20,6 +20,7 @@ _TAGS = flags.DEFINE_list(
     [
         "loss/total",
         "loss/style",
+        "loss/colour",
         "loss/content",
         "loss/laplacian",
         "loss/temporal",
