@@ -313,8 +313,8 @@ def test_colour_loss_matches_a_pixel_loop_and_joins_the_total():
                     + np.mean((std - np.sqrt(s.var(0) + 1e-5)) ** 2)
                 )
     np.testing.assert_allclose(terms["colour"].numpy(), np.mean(ref), rtol=1e-4)
-    # An output painted with each region's style colour statistics exactly scores ~0: a flat
-    # region of its style's mean has std 0, so only the style's std remains.
+    # An output painting each region flat in its style's mean colour matches the means exactly;
+    # its std is 0, so what remains is the styles' own variance.
     batch["clean_masks"][:] = 0
     batch["clean_masks"][:, :, 2:6, 2:6] = 1
     colours = batch["styles"].reshape(2, 2, -1, 3).mean(axis=2)  # [B, K, 3]

@@ -130,6 +130,17 @@ def candidate_outputs(ours: np.ndarray, batch) -> dict[str, np.ndarray]:
     }
 
 
+def loss_settings(loss_args: dict) -> dict:
+    """`loss_args` over `compute_losses`' own defaults (the paper's weights): every `_LOSS_ARGS`
+    key, so nothing here repeats a default that `losses` owns."""
+    import inspect  # noqa: PLC0415
+
+    from lvst_tf import losses  # noqa: PLC0415
+
+    parameters = inspect.signature(losses.compute_losses).parameters
+    return {**{k: parameters[k].default for k in _LOSS_ARGS}, **loss_args}
+
+
 def score_batches(model, batches, loss_args: dict) -> list[dict]:
     """Mean content, style, colour and (ours only) grid Laplacian loss, unweighted, and the
     weighted sum.
@@ -137,14 +148,16 @@ def score_batches(model, batches, loss_args: dict) -> list[dict]:
     Args:
       model: a `LocalizedStyleModel`.
       batches: an iterable of training batches (`make_train_dataset` dicts).
-      loss_args: `compute_losses` arguments (`_LOSS_ARGS`); the weights default to the paper's.
+      loss_args: `compute_losses` arguments (`_LOSS_ARGS`); the rest take `compute_losses`'
+        defaults (`loss_settings`).
 
     Returns:
       One row per candidate: `{"output", "content", "style", "colour", "laplacian", "total",
       "lab"}`: lab is the evaluation's Lab style distance (`metrics.style_distance`, clipped
       output) divided by the input's, averaged over frames and regions (the quality goal's
-      measure, beside the objective that should serve it); total is `content_weight * content + style_weight * style + colour_weight * colour` (the
-      colour weight 0 unless the run set it), plus `laplacian_weight * laplacian` for
+      measure, beside the objective that should serve it); total is
+      `content_weight * content + style_weight * style + colour_weight * colour` (the colour
+      weight 0 unless the run set it), plus `laplacian_weight * laplacian` for
       our two rows (the Laplacian of the model's region grids); the other outputs have no grids
       (laplacian None: a per-region global colour transform written as grids would score 0).
     """
@@ -152,12 +165,12 @@ def score_batches(model, batches, loss_args: dict) -> list[dict]:
 
     from lvst_tf import losses, metrics  # noqa: PLC0415
 
-    kwargs = dict(loss_args)
-    content_weight = float(kwargs.pop("content_weight", 0.5))
-    style_weight = float(kwargs.pop("style_weight", 1.0))
-    laplacian_weight = float(kwargs.pop("laplacian_weight", 0.15))
-    laplacian_reduction = kwargs.pop("laplacian_reduction", "mean")
-    colour_weight = float(kwargs.pop("colour_weight", 0.0))
+    kwargs = loss_settings(loss_args)
+    content_weight = float(kwargs.pop("content_weight"))
+    style_weight = float(kwargs.pop("style_weight"))
+    laplacian_weight = float(kwargs.pop("laplacian_weight"))
+    laplacian_reduction = kwargs.pop("laplacian_reduction")
+    colour_weight = float(kwargs.pop("colour_weight"))
     sums = {name: np.zeros(3) for name in CANDIDATES}
     lab = {name: [] for name in CANDIDATES}  # per (clip, frame, region) Lab style distances
     laplacian = 0.0
@@ -200,9 +213,17 @@ def score_batches(model, batches, loss_args: dict) -> list[dict]:
         total = content_weight * content + style_weight * style + colour_weight * colour
         if grid is not None:
             total += laplacian_weight * grid
-        row = {"output": name, "content": content, "style": style, "colour": colour}
-        row.update(laplacian=grid, lab=lab_ratio)
-        rows.append({**row, "total": total})
+        rows.append(
+            {
+                "output": name,
+                "content": content,
+                "style": style,
+                "colour": colour,
+                "laplacian": grid,
+                "total": total,
+                "lab": lab_ratio,
+            }
+        )
     return rows
 
 
@@ -216,7 +237,7 @@ def objective_markdown(rows: list[dict], header_lines: list[str]) -> str:
         for r in rows
     ]
     header = ["output", "content", "style", "colour", "grid Laplacian", "weighted total"]
-    header.append("Lab style distance / input's")
+    header += ["Lab style distance / input's"]
     table = report.markdown_table(header, body)
     return "\n".join([*header_lines, "", table, ""])
 
@@ -307,13 +328,7 @@ def run_objective(
     drawn = [next(iterator) for _ in range(batches)]
     del iterator
     rows = score_batches(loaded.model, drawn, plan.loss_args)
-    args = {
-        "content_weight": 0.5,
-        "style_weight": 1.0,
-        "laplacian_weight": 0.15,
-        "colour_weight": 0.0,
-    }
-    args.update(plan.loss_args)
+    args = loss_settings(plan.loss_args)
     header = [
         f"Training objective of {loaded.describe()}",
         f"on {batches} batches of {plan.root!r} split {plan.split!r} (seed {plan.seed}; phase "
@@ -321,7 +336,7 @@ def run_objective(
         f"for every output; weighted total = {args['content_weight']} x content + "
         f"{args['style_weight']} x style + {args['colour_weight']} x colour "
         f"(+ {args['laplacian_weight']} x grid Laplacian, "
-        f"reduction {args.get('laplacian_reduction', 'mean')!r}, for ours; the other outputs "
+        f"reduction {args['laplacian_reduction']!r}, for ours; the other outputs "
         "have no grids: a per-region global colour transform written as grids would score 0).",
     ]
     markdown = objective_markdown(rows, header)
