@@ -18,6 +18,7 @@ from __future__ import annotations
 import ast
 import importlib
 import importlib.util
+import signal
 import sys
 
 EXIT_USAGE = 2  # a command line that does not parse
@@ -36,6 +37,42 @@ TOOLS = (
     "make_evalset",
     "plot_curves",
 )
+
+
+class Terminated(BaseException):
+    """SIGTERM, raised in the main thread (as KeyboardInterrupt is for SIGINT) so every `finally`
+    and cleanup runs."""
+
+
+# The stop signals received, in order. Python runs a handler at the next bytecode of the main
+# thread, which may fall inside a TensorFlow callback (the exception then comes back rebuilt as
+# another type, e.g. pybind11's "RuntimeError ... REPLACED BY KeyboardInterrupt") or a finaliser
+# (where it is printed and dropped); the record lets a binary still see the stop.
+SIGNALLED: list[int] = []
+
+
+def _raise_stop(signum, frame):
+    del frame
+    SIGNALLED.append(signum)
+    raise KeyboardInterrupt() if signum == signal.SIGINT else Terminated()
+
+
+def raise_on_stop_signals() -> None:
+    """SIGINT raises KeyboardInterrupt and SIGTERM raises `Terminated`; both are recorded."""
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, _raise_stop)
+
+
+def stop_signal(error: BaseException) -> int | None:
+    """The stop signal `error` stands for (SIGINT / SIGTERM), or None for a real error. Any
+    exception raised after a recorded signal counts as that stop (see `SIGNALLED`)."""
+    if isinstance(error, KeyboardInterrupt):
+        return signal.SIGINT
+    if isinstance(error, Terminated):
+        return signal.SIGTERM
+    if SIGNALLED and isinstance(error, Exception):
+        return SIGNALLED[0]
+    return None
 
 
 def _docstring(name: str) -> str | None:

@@ -16,6 +16,7 @@ import os
 import pathlib
 import re
 import shutil
+import signal
 import subprocess
 import sys
 
@@ -115,6 +116,31 @@ def test_checkout_uses_the_repository_folders():
 def test_shipped_folder_rejects_other_names():
     with pytest.raises(ValueError, match="name: expected one of"):
         resources.shipped_folder("docs")
+
+
+def test_stop_signals_are_recorded_and_recognised_after_conversion(monkeypatch):
+    """A stop raised inside a TensorFlow callback can come back as another exception type
+    (pybind11: "RuntimeError ... REPLACED BY KeyboardInterrupt"); the record still names it."""
+    monkeypatch.setattr(cli, "SIGNALLED", [])
+    previous = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        cli.raise_on_stop_signals()
+        converted = RuntimeError("MISMATCH ... REPLACED BY KeyboardInterrupt")
+        assert cli.stop_signal(converted) is None  # no signal yet: a real error
+        assert cli.stop_signal(SystemExit(1)) is None
+        for signum, raised in (
+            (signal.SIGTERM, cli.Terminated),
+            (signal.SIGINT, KeyboardInterrupt),
+        ):
+            with pytest.raises(raised):
+                signal.raise_signal(signum)
+            assert cli.stop_signal(raised()) == signum
+        assert cli.SIGNALLED == [signal.SIGTERM, signal.SIGINT]
+        assert cli.stop_signal(converted) == signal.SIGTERM  # the first stop is the one reported
+        assert cli.stop_signal(SystemExit(1)) is None
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
 
 
 def test_unknown_tool_is_refused():

@@ -3,6 +3,7 @@
 import glob
 import os
 import pathlib
+import signal
 
 import numpy as np
 import pytest
@@ -320,3 +321,20 @@ def test_stale_temp_files_are_found_and_removed(tmp_path):
     assert len(removed) == 4
     assert not any(p.exists() for p in stale) and all(p.exists() for p in keep)
     assert not (tmp_path / "checkpoints" / "ckpt-9_temp").exists()
+
+
+def test_stop_signal_owns_its_stop_even_when_tensorflow_rebuilt_it():
+    """A signal delivered inside a TensorFlow callback can come back as a RuntimeError
+    (pybind11 "... REPLACED BY _Interrupted"): once the stop was raised, the trainer treats the
+    exception as the stop (and saves), before that as a real error."""
+    from lvst_tf.training import loop  # noqa: PLC0415
+
+    rebuilt = RuntimeError("MISMATCH ... REPLACED BY _Interrupted")
+    with loop._StopSignal() as stop:
+        assert stop.owns(loop._Interrupted("SIGTERM"))
+        assert not stop.owns(rebuilt)
+        with pytest.raises(loop._Interrupted):
+            signal.raise_signal(signal.SIGTERM)
+        assert stop.received == "SIGTERM"
+        assert stop.owns(rebuilt)
+        assert not stop.owns(SystemExit(1))

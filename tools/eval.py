@@ -30,6 +30,7 @@ docs/evaluation.md.
 
 import os
 import pathlib
+import signal
 import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -341,14 +342,19 @@ def main(argv):
     try:
         args = check_flags()
         run(args)
-    except ValueError as e:
+    except BaseException as e:  # noqa: BLE001 - one clean line; the traceback only on request
+        stop = cli.stop_signal(e)  # also a stop that TensorFlow's C++ layer rebuilt as another type
+        if stop == signal.SIGINT:
+            fail("interrupted; no partial output was written.", 130)
+        if stop == signal.SIGTERM:
+            fail("terminated (SIGTERM); no partial output was written.", 143)
+        if not isinstance(e, Exception):
+            raise
         if show_traceback:
             logging.exception("eval failed")
-        # gin appends "In call to configurable ..." lines to errors raised inside configurables.
-        fail(str(e).strip().splitlines()[0])
-    except KeyboardInterrupt:
-        fail("interrupted; no partial output was written.", 130)
-    except Exception as e:  # noqa: BLE001 - one clean line; the traceback only on request
+        if isinstance(e, ValueError):
+            # gin appends "In call to configurable ..." lines to errors raised inside configurables.
+            fail(str(e).strip().splitlines()[0])
         if show_traceback:
             logging.exception("eval failed")
         fail(f"{type(e).__name__}: {e} (rerun with --verbose for the traceback).", 1)
@@ -356,6 +362,7 @@ def main(argv):
 
 def cli_main():
     """The command line (also `lvst-eval`): one-line flag errors (exit 2), then `main`."""
+    cli.raise_on_stop_signals()
     app.run(main, flags_parser=cli.flags_parser(PROG))
 
 

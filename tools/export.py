@@ -65,26 +65,6 @@ _VERBOSE = flags.DEFINE_bool(
 )
 
 
-class Terminated(BaseException):
-    """SIGTERM, raised in the main thread so every `finally` and cleanup runs."""
-
-
-# Signals received, in order. Python runs a signal handler at the next bytecode of the main thread,
-# which may fall inside a finaliser (`__del__`) of TensorFlow's saving code, where the exception it
-# raises is printed and dropped; the record lets main() still see a stop that was swallowed.
-_SIGNALLED: list[int] = []
-
-
-def _on_sigterm(signum, frame):
-    _SIGNALLED.append(signum)
-    raise Terminated()
-
-
-def _on_sigint(signum, frame):
-    _SIGNALLED.append(signum)
-    raise KeyboardInterrupt()
-
-
 def _stopped_after_write(output, sigint: bool) -> None:
     """Exit 130 (`sigint`) / 143 for a stop that came while the finished export was being put in
     place, or that a finaliser swallowed: the export at `output` is complete, and the message says
@@ -92,6 +72,16 @@ def _stopped_after_write(output, sigint: bool) -> None:
     if sigint:
         _fail(f"interrupted (Ctrl-C) after the export was written to {str(output)!r}.", 130)
     _fail(f"terminated (SIGTERM) after the export was written to {str(output)!r}.", 143)
+
+
+def _stopped(output, start: float, sigint: bool) -> None:
+    """Exit 130 (`sigint`) / 143 for a stop during main(): says whether the export is complete."""
+    if output and _finished_here(output, start):
+        _stopped_after_write(output, sigint)
+    where = f" at {str(output)!r}" if output else ""
+    if sigint:
+        _fail(f"interrupted (Ctrl-C); nothing written{where}.", 130)
+    _fail(f"terminated (SIGTERM); nothing written{where}.", 143)
 
 
 def _fail(message: str, code: int = 1):
@@ -157,34 +147,30 @@ def main(argv):
         _fail(str(e))
     except OSError as e:
         _fail(str(e) if str(e).startswith("output:") else f"{type(e).__name__}: {e}")
-    except (KeyboardInterrupt, Terminated) as e:
-        if output and _finished_here(output, start):
-            _stopped_after_write(output, isinstance(e, KeyboardInterrupt))
-        where = f" at {str(output)!r}" if output else ""
-        if isinstance(e, KeyboardInterrupt):
-            _fail(f"interrupted (Ctrl-C); nothing written{where}.", 130)
-        _fail(f"terminated (SIGTERM); nothing written{where}.", 143)
+    except (KeyboardInterrupt, cli.Terminated) as e:
+        _stopped(output, start, cli.stop_signal(e) == signal.SIGINT)
     except Exception as e:  # noqa: BLE001 - one line for anything unexpected, traceback on request
+        if cli.stop_signal(e):  # the stop, rebuilt as another type by TensorFlow's C++ layer
+            _stopped(output, start, cli.stop_signal(e) == signal.SIGINT)
         first = str(e).strip().splitlines()[0] if str(e).strip() else ""
         _fail(
             f"unexpected {type(e).__name__}: {first} (rerun with --verbose or "
             "LVST_TF_TRACEBACK=1 for the traceback)"
         )
-    if _SIGNALLED:  # a stop whose exception a finaliser swallowed: the export is complete
-        _stopped_after_write(path, _SIGNALLED[0] == signal.SIGINT)
+    if cli.SIGNALLED:  # a stop whose exception a finaliser swallowed: the export is complete
+        _stopped_after_write(path, cli.SIGNALLED[0] == signal.SIGINT)
     print(f"SavedModel written to {path} (signatures: {', '.join(export.SIGNATURE_NAMES)})")
 
 
 def cli_main():
     """The whole command-line behaviour: SIGTERM handling, flag parsing, exit codes."""
-    signal.signal(signal.SIGTERM, _on_sigterm)
-    signal.signal(signal.SIGINT, _on_sigint)
+    cli.raise_on_stop_signals()
     try:
         app.run(main, flags_parser=cli.flags_parser(PROG))
     except KeyboardInterrupt:  # Ctrl-C outside main() (e.g. while parsing flags)
         sys.stderr.write(f"{PROG}: error: interrupted (Ctrl-C); nothing written.\n")
         sys.exit(130)
-    except Terminated:
+    except cli.Terminated:
         sys.stderr.write(f"{PROG}: error: terminated (SIGTERM); nothing written.\n")
         sys.exit(143)
 

@@ -84,13 +84,10 @@ _VERBOSE = flags.DEFINE_bool(
 )
 
 
-class Terminated(BaseException):
-    """SIGTERM before training started (the trainer handles it while it runs)."""
-
-
-def _on_sigterm(signum, frame):
-    del signum, frame
-    raise Terminated()
+def _stopped_before_training(signum):
+    if signum == signal.SIGINT:
+        _fail("interrupted (SIGINT) before training started; nothing written.", 130)
+    _fail("terminated (SIGTERM) before training started; nothing written.", 143)
 
 
 def _show_traceback():
@@ -193,7 +190,7 @@ def run():
 
 
 def main(argv):
-    signal.signal(signal.SIGTERM, _on_sigterm)
+    cli.raise_on_stop_signals()  # until the trainer installs its own handlers
     if len(argv) > 1:
         _fail(f"unexpected arguments {argv[1:]}; every option is a --flag.", EXIT_USAGE)
     if not _WORKDIR.value:
@@ -207,10 +204,8 @@ def main(argv):
         import tensorflow as tf  # noqa: PLC0415
 
         from lvst_tf.training import NonFiniteLossError  # noqa: PLC0415
-    except KeyboardInterrupt:
-        _fail("interrupted (SIGINT) before training started; nothing written.", 130)
-    except Terminated:
-        _fail("terminated (SIGTERM) before training started; nothing written.", 143)
+    except (KeyboardInterrupt, cli.Terminated) as e:
+        _stopped_before_training(cli.stop_signal(e))
     try:
         result = run()
     except (SyntaxError, tokenize.TokenError) as e:
@@ -218,6 +213,8 @@ def main(argv):
     except (ValueError, NonFiniteLossError) as e:
         _fail(str(e))
     except RuntimeError as e:
+        if cli.stop_signal(e):  # a stop that TensorFlow's C++ layer rebuilt as a RuntimeError
+            _stopped_before_training(cli.stop_signal(e))
         if "Required bindings" in str(e):  # gin: a gin.REQUIRED parameter is not bound
             _fail(f"gin: {e} (bind it with --gin_bindings or in a --gin_file).")
         _fail(f"unexpected RuntimeError: {e} (rerun with --verbose for the traceback)")
@@ -226,10 +223,8 @@ def main(argv):
     except tf.errors.OpError as e:
         first = str(e.message).strip().splitlines()[0] if str(e.message).strip() else ""
         _fail(f"TensorFlow {type(e).__name__}: {first}")
-    except KeyboardInterrupt:
-        _fail("interrupted (SIGINT) before training started; nothing written.", 130)
-    except Terminated:
-        _fail("terminated (SIGTERM) before training started; nothing written.", 143)
+    except (KeyboardInterrupt, cli.Terminated) as e:
+        _stopped_before_training(cli.stop_signal(e))
     except Exception as e:  # noqa: BLE001 - one line for anything unexpected, traceback on request
         first = str(e).strip().splitlines()[0] if str(e).strip() else ""
         _fail(

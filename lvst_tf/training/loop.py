@@ -377,6 +377,12 @@ class _StopSignal:
         self._delivered = True
         raise _Interrupted(name)
 
+    def owns(self, error: BaseException) -> bool:
+        """Whether `error` is this stop: `_Interrupted` itself, or whatever TensorFlow's C++ layer
+        made of it when the signal arrived inside a callback (pybind11 can hand it back as a
+        RuntimeError "... REPLACED BY _Interrupted")."""
+        return isinstance(error, _Interrupted) or (self._delivered and isinstance(error, Exception))
+
     @contextlib.contextmanager
     def critical(self):
         """A section the first signal does not interrupt (a checkpoint or config write)."""
@@ -662,7 +668,9 @@ class Trainer:
                             "Removed temporary files of an interrupted earlier run: %s", removed
                         )
                     return self._run_locked()
-            except _Interrupted:
+            except BaseException as e:
+                if not self.stop.owns(e):
+                    raise
                 # Outside the loop (setting up the lock, or cleaning up after the last save).
                 return {
                     "step": self._reached,
@@ -785,7 +793,9 @@ class Trainer:
             train_writer.flush()
             eval_writer.flush()
             return {"step": current, "stopped_by": None, **last}
-        except _Interrupted:
+        except BaseException as e:
+            if not self.stop.owns(e):
+                raise
             stopped_by = self.stop.received
             if ready:
                 current = self._reached = int(self.step.numpy())
