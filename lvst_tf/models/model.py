@@ -218,6 +218,7 @@ class LocalizedStyleModel(keras.Model):
         seed=0,
         state_gradient=True,
         conv_padding="zeros",
+        vgg_padding="zeros",
         **kwargs,
     ):
         # The model's own policy is float32 even under a mixed global policy: Keras would otherwise
@@ -263,6 +264,7 @@ class LocalizedStyleModel(keras.Model):
             "seed": seed,
             "state_gradient": _common.check_bool(state_gradient, "state_gradient"),
             "conv_padding": _common.check_padding(conv_padding),
+            "vgg_padding": _common.check_padding(vgg_padding, "vgg_padding"),
         }
         c = self._config
         self.mask_net = MaskNet(c["hidden_activation"], seed=seed + 100, name="mask_net")
@@ -311,7 +313,9 @@ class LocalizedStyleModel(keras.Model):
             name="grid_head",
         )
         # The encoder last: a bad `vgg_weights` fails after the cheap checks above, before any data.
-        self.encoder = VGGEncoder(vgg_weights, seed=seed, name="vgg_encoder")
+        self.encoder = VGGEncoder(
+            vgg_weights, seed=seed, padding=c["vgg_padding"], name="vgg_encoder"
+        )
         self.built = True
 
     # ------------------------------------------------------------------ helpers
@@ -845,6 +849,7 @@ def build_model(
     seed=0,
     state_gradient=True,
     conv_padding="zeros",
+    vgg_padding="zeros",
 ):
     """Builds the localized style model (gin name `build_model`); see docs/models.md.
 
@@ -875,6 +880,10 @@ def build_model(
         border is, even on a flat input; the weights are the same in both modes, so a checkpoint
         restores into either (docs/training.md, "The demo model"). The mask net and the guide
         keep zero padding.
+      vgg_padding: the same choice for the frozen VGG encoder, which is also the loss network:
+        "zeros" (Keras' VGG-19, the default) or "reflect" (mirrored, same weights) [decision]. With
+        zeros every VGG tap responds to the frame border, and on flat frames that response is the
+        strongest signal the splatting blocks get (docs/training.md, "The demo model").
 
     Returns:
       A built `LocalizedStyleModel`.
@@ -896,6 +905,7 @@ def build_model(
         seed=seed,
         state_gradient=state_gradient,
         conv_padding=conv_padding,
+        vgg_padding=vgg_padding,
     )
 
 

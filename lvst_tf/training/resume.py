@@ -4,10 +4,10 @@ A workdir's `operative_config.gin` records every gin parameter its run used. Bef
 in a workdir that has one, `config_changes` compares it with what the current gin config will give each
 configurable, and sorts every difference into one of three kinds:
 
-- **structural** (`build_model.*` but `conv_padding`, `train.trainable`): the model's or the
+- **structural** (`build_model.*` but the paddings, `train.trainable`): the model's or the
   optimizer's variables would differ, so the checkpoint cannot continue. Always refused: train in a
-  new workdir. (`build_model.conv_padding` changes how the same variables are used, not which
-  exist: it is a setting.)
+  new workdir. (`build_model.conv_padding` and `vgg_padding` change how the same variables are used,
+  not which exist: they are settings.)
 - **run settings** (`FREE`: how long to train, how often to log, save and evaluate, how fast to
   compute): changing them changes nothing that is learned. Allowed and logged.
 - **everything else** (loss weights, learning rate, seeds, data, mask noise, ...): the run would
@@ -30,7 +30,7 @@ CONFIG_FILE = "operative_config.gin"
 # Configurables whose every parameter is structural, and single structural parameters.
 STRUCTURAL = {"build_model": None, "train": {"trainable"}}
 # Parameters of those configurables that leave the variables as they are (settings, not structure).
-NOT_STRUCTURAL = {"build_model": {"conv_padding"}}
+NOT_STRUCTURAL = {"build_model": {"conv_padding", "vgg_padding"}}
 # Parameters that may change on resume without changing what is learned (None: all of them).
 FREE = {
     "train": {
