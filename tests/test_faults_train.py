@@ -224,6 +224,16 @@ def test_allowed_setting_change_keeps_the_old_config(run_copy):
     assert outcome.returncode == 0, outcome.stderr[-3000:]
     assert (run_copy / "operative_config.before_step_3.gin").read_text() == config_3
     assert _latest_step(run_copy) == 3
+    # Another change at the same step keeps the earlier kept config and adds a numbered one.
+    config_3b = (run_copy / "operative_config.gin").read_text()
+    args[args.index("--gin_bindings=train.learning_rate = 1e-2")] = (
+        "--gin_bindings=train.learning_rate = 5e-3"
+    )
+    outcome = run_train(args)
+    assert outcome.returncode == 0, outcome.stderr[-3000:]
+    assert (run_copy / "operative_config.before_step_3.gin").read_text() == config_3
+    assert (run_copy / "operative_config.before_step_3_2.gin").read_text() == config_3b
+    assert "train.learning_rate = 0.005" in (run_copy / "operative_config.gin").read_text()
 
 
 @pytest.mark.slow

@@ -616,13 +616,18 @@ class Trainer:
 
     def _write_operative_config(self, writer, at_step, resumed_at):
         """`workdir/operative_config.gin` (atomic; an accepted changed config keeps the old one as
-        `operative_config.before_step_<N>.gin`, N = `resumed_at`, the last step trained under it)
-        and a TensorBoard text summary of it."""
+        `operative_config.before_step_<N>.gin`, N = `resumed_at`, the last step trained under it;
+        `..._<N>_2.gin`, `_3`, ... when configs were already kept at that step, so none is
+        overwritten) and a TensorBoard text summary of it."""
         path = os.path.join(self.workdir, CONFIG_FILE)
         config = gin.operative_config_str()
         with self.stop.critical():
             if any(c.kind != "free" for c in self.config_changes) and os.path.isfile(path):
-                kept = os.path.join(self.workdir, f"operative_config.before_step_{resumed_at}.gin")
+                stem = os.path.join(self.workdir, f"operative_config.before_step_{resumed_at}")
+                kept, copy = f"{stem}.gin", 1
+                while os.path.exists(kept):
+                    copy += 1
+                    kept = f"{stem}_{copy}.gin"
                 with open(path, "rb") as f:
                     write_atomic(kept, f.read())
             write_atomic(path, config)
