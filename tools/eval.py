@@ -355,8 +355,6 @@ def main(argv):
         if isinstance(e, ValueError):
             # gin appends "In call to configurable ..." lines to errors raised inside configurables.
             fail(str(e).strip().splitlines()[0])
-        if show_traceback:
-            logging.exception("eval failed")
         fail(f"{type(e).__name__}: {e} (rerun with --verbose for the traceback).", 1)
 
 
