@@ -147,11 +147,12 @@ def main(argv):
         _fail(str(e))
     except OSError as e:
         _fail(str(e) if str(e).startswith("output:") else f"{type(e).__name__}: {e}")
-    except (KeyboardInterrupt, cli.Terminated) as e:
-        _stopped(output, start, cli.stop_signal(e) == signal.SIGINT)
-    except Exception as e:  # noqa: BLE001 - one line for anything unexpected, traceback on request
-        if cli.stop_signal(e):  # the stop, rebuilt as another type by TensorFlow's C++ layer
-            _stopped(output, start, cli.stop_signal(e) == signal.SIGINT)
+    except BaseException as e:  # noqa: BLE001 - one line for anything unexpected, traceback on request
+        stop = cli.stop_signal(e)  # also a stop that TensorFlow's C++ layer rebuilt as another type
+        if stop:
+            _stopped(output, start, stop == signal.SIGINT)
+        if not isinstance(e, Exception):
+            raise
         first = str(e).strip().splitlines()[0] if str(e).strip() else ""
         _fail(
             f"unexpected {type(e).__name__}: {first} (rerun with --verbose or "
