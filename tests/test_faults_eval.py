@@ -4,8 +4,9 @@ Each case runs the tool in a subprocess (through a launcher that points the ship
 an empty one and reports at exit whether TensorFlow was imported) and asserts: a non-zero exit code,
 a readable last stderr line naming the flag or file, no traceback, nothing changed in the case's
 folder (inputs and the output folder alike), and that TensorFlow was never imported: every one of
-these errors is found before any work. A last test checks that --verbose and LVST_TF_TRACEBACK=1
-add the traceback while the last line stays the same.
+these errors is found before any work. A test checks that --verbose and LVST_TF_TRACEBACK=1 add
+the traceback while the last line stays the same, and a last one stops a running evaluation with
+SIGTERM and Ctrl-C.
 """
 
 from __future__ import annotations
@@ -13,10 +14,14 @@ from __future__ import annotations
 import dataclasses
 import pathlib
 import re
+import signal
+import subprocess
+import sys
+import time
 from collections.abc import Callable
 
 import pytest
-from faults import LAUNCHER, assert_clean_error, assert_unchanged, run_tool, snapshot
+from faults import LAUNCHER, Outcome, assert_clean_error, assert_unchanged, run_tool, snapshot
 from test_eval import make_davis, make_styles
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
@@ -256,3 +261,39 @@ def test_traceback_only_on_request(shared):
         loud = _run(shared, args + extra, env)
         assert "Traceback (most recent call last)" in loud.stderr
         assert loud.last_line == quiet.last_line and loud.returncode == quiet.returncode
+
+
+@pytest.mark.parametrize(
+    "sig, code, expect",
+    [
+        (signal.SIGTERM, 143, "terminated (SIGTERM); no partial output was written."),
+        (signal.SIGINT, 130, "interrupted; no partial output was written."),
+    ],
+    ids=["SIGTERM", "Ctrl-C"],
+)
+def test_stop_signal_during_the_evaluation(shared, tmp_path, sig, code, expect):
+    """Stopped after its first video: the documented exit code and line, and nothing written."""
+    make_davis(tmp_path / "davis", names=("clip_a", "clip_b", "clip_c"), num_frames=14,
+               size=(200, 320))  # fmt: skip
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "previous.md").write_text("an earlier result")
+    args = ["--mode=quality", "--baselines_only", f"--data={tmp_path / 'davis'}",
+            _styles(shared), f"--output_dir={out}"]  # fmt: skip
+    before = snapshot(tmp_path)
+    proc = subprocess.Popen(
+        [sys.executable, str(shared / "launcher.py"), str(shared / "pretrained"), str(TOOL), *args],
+        cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    seen = []
+    for line in proc.stderr:  # the progress lines, until the first video is done
+        seen.append(line)
+        if "video 1/3" in line:
+            break
+    assert proc.poll() is None, "the evaluation ended before the signal: " + "".join(seen)[-2000:]
+    proc.send_signal(sig)
+    sent = time.time()
+    stdout, rest = proc.communicate(timeout=300)
+    assert time.time() - sent < 60, "did not exit promptly after the signal"
+    assert_clean_error(Outcome(proc.returncode, stdout, "".join(seen) + rest), expect, code)
+    assert_unchanged(before, tmp_path)
