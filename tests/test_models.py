@@ -237,6 +237,37 @@ def test_layers_reject_bad_arguments():
         models.MaskNet()(_rand((1, 8, 8, 3)))
 
 
+def test_guide_stencil_equals_a_numpy_loop_and_the_polyphase_form():
+    from lvst_tf.models import guide as guide_module
+
+    rng = np.random.default_rng(5)
+    kernel = rng.normal(0, 1, (5, 5, 3)).astype(np.float32)
+    for shape in [(2, 7, 13), (1, 1, 1), (1, 3, 16), (1, 9, 4)]:
+        x8 = rng.integers(0, 256, (*shape, 3), dtype=np.uint8)
+        padded = np.pad(x8.astype(np.float64), [(0, 0), (2, 2), (2, 2), (0, 0)])
+        ref = np.zeros(shape)
+        for dy in range(5):
+            for dx in range(5):
+                window = padded[:, dy : dy + shape[1], dx : dx + shape[2]]
+                ref += np.sum(window * kernel[dy, dx], axis=-1)
+        for x in (x8, x8.astype(np.float32)):  # uint8 as it is (cast inside), and float
+            out = guide_module.stencil_logits(x, kernel).numpy()
+            np.testing.assert_allclose(out, ref, rtol=1e-5, atol=1e-3, err_msg=str(shape))
+    # In the guide: the stencil's parts equal the polyphase convolution's (uint8 with the 1/255
+    # folded in, a width that is not a multiple of 8, non-zero biases for the ring).
+    layer = models.Guide(seed=3)
+    layer.set_weights(
+        [w + rng.normal(0, 0.3, w.shape).astype(np.float32) for w in layer.get_weights()]
+    )
+    x8 = rng.integers(0, 256, (2, 11, 21, 3), dtype=np.uint8)
+    logits = [
+        models.Guide.assemble_logits(layer.fused_parts(x8, 1 / 255, stencil=s))
+        for s in (False, True)
+    ]
+    np.testing.assert_allclose(logits[1], logits[0], atol=2e-6)
+    np.testing.assert_allclose(tf.sigmoid(logits[1]), layer(x8.astype(np.float32) / 255), atol=1e-6)
+
+
 def test_fused_guide_equals_the_conv_pair():
     rng = np.random.default_rng(0)
     fused = models.Guide(seed=3, impl="fused")
@@ -681,6 +712,30 @@ def test_masked_moments_options_match_numpy(empty, variance):
         models.masked_moments(x, masks, variance="raw")
 
 
+def test_masked_moments_centered_has_no_cancellation_and_finite_gradients():
+    # A channel whose mean is 1e4 times its spread: E[x^2] - E[x]^2 in float32 loses the variance
+    # entirely (the "expanded" form's known limit); ST-AdaIN's two-pass form keeps it.
+    rng = np.random.default_rng(1)
+    x = (1000.0 + rng.normal(0.0, 0.1, (1, 8, 8, 2))).astype(np.float32)
+    masks = np.zeros((1, 8, 8, 2), np.float32)
+    masks[:, :4, ..., 0] = 1.0
+    masks[:, 4:, ..., 1] = rng.uniform(size=(4, 8))
+    _, std = models.masked_moments(x, masks, epsilon=1e-8)
+    for k in range(2):
+        _, ref_std = _np_moments(x[0], masks[0, ..., k], eps=1e-8)
+        np.testing.assert_allclose(std[0, k], ref_std, rtol=2e-2)
+    # An empty region under the "image" rule: values and gradients stay finite.
+    masks[..., 1] = 0.0
+    xt = tf.constant(x)
+    with tf.GradientTape() as tape:
+        tape.watch(xt)
+        total = 0.0
+        for variance in ("centered", "expanded"):
+            mean, std = models.masked_moments(xt, masks, variance=variance)
+            total += tf.reduce_sum(mean) + tf.reduce_sum(std)
+    assert np.isfinite(tape.gradient(total, xt).numpy()).all()
+
+
 def test_resize_mask_block_means_and_fallbacks():
     from lvst_tf.models import st_adain
 
@@ -861,7 +916,7 @@ def test_render_inference_rows_put_together_are_the_whole_render(
 ):
     # Strips of 1-3 rows (and uneven ones: H is not a multiple of the strip height) with their
     # halo: the image border behaves as untiled, the cuts are invisible. B = 2, uint8 and float
-    # frames, the fused (XLA polyphase guide) and the plain (conv pair) path, clip on and off.
+    # frames, the fused (the guide's XLA stencil) and the plain (conv pair) path, clip on and off.
     m = model if guide == "fused" else plain_guide_model
     assert m.guide.use_fused == (guide == "fused") and m.guide.halo == 2
     rng = np.random.default_rng(sum(size) + 7)

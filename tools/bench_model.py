@@ -12,7 +12,9 @@ ratios share the machine's load (min and median of the repeats, seconds per fram
   - render: what `VideoStylizer.stream` runs per frame on a uint8 frame (`render_frame`: the fused
     inference render, cast + guide + slice/apply + clip), the unfused path it replaced (NumPy
     uint8 -> float32 cast, `model.render`, NumPy clip), the guide alone, the same guide weights as
-    the plain G1, G2 convolution pair (`Guide(impl="convs")`), and the slice/apply alone;
+    the plain G1, G2 convolution pair (`Guide(impl="convs")`), the guide as the render computes it
+    (the XLA stencil on the uint8 frame, `Guide.fused_parts(..., stencil=True)`), and the
+    slice/apply alone;
   - floor: the bandwidth floor of the ops benchmark, a fused (XLA) `image * guide[..., None] + c`.
 The Table 2 rows are then r = 1: predict + render, r = 8: predict / 8 + render. With
 `--end_to_end_frames N` it also times `VideoStylizer.stream` over N uint8 frames at the first size
@@ -121,6 +123,11 @@ def bench_size(stylizer, stats, state, height, width, repeats, vgg):
     convs.set_weights(model.guide.get_weights())
     guide_model = tf.function(lambda x: model.guide(x), autograph=False)
     guide_convs = tf.function(lambda x: convs(x), autograph=False)
+    # The render's form of the fused guide: the XLA stencil on the uint8 frame (as it is).
+    guide_stencil = tf.function(
+        lambda x: tf.sigmoid(Guide.assemble_logits(model.guide.fused_parts(x, 1 / 255, True))),
+        autograph=False,
+    )
     slice_apply = tf.function(ops.bilateral_slice_apply, autograph=False)
     render_plain = tf.function(lambda g, f: model.render(g, f), autograph=False)
     floor = tf.function(lambda i, g: i * g[..., None] + 0.25, jit_compile=True)
@@ -138,6 +145,7 @@ def bench_size(stylizer, stats, state, height, width, repeats, vgg):
         "render_unfused": unfused,
         "guide_model": lambda: guide_model(frame),
         "guide_convs": lambda: guide_convs(frame),
+        "guide_stencil": lambda: guide_stencil(frame8),
         "slice_apply": lambda: slice_apply(grids, guide, frame),
         "floor": lambda: floor(frame, guide),
     }
@@ -257,6 +265,7 @@ def format_tables(sizes, results, end_to_end, e2e_size, low_res, loads, rss, rep
         ("render_unfused", "render unfused (NumPy cast, render, NumPy clip)"),
         ("guide_model", "guide (model, impl auto)"),
         ("guide_convs", "guide as the plain G1, G2 convs"),
+        ("guide_stencil", "guide as the render's XLA stencil (uint8)"),
         ("slice_apply", "bilateral_slice_apply"),
         ("floor", "bandwidth floor"),
     ]:
@@ -273,6 +282,7 @@ def format_tables(sizes, results, end_to_end, e2e_size, low_res, loads, rss, rep
     ratio_row("render in `stream` / floor", "render", "floor")
     ratio_row("unfused / fused render", "render_unfused", "render")
     ratio_row("plain convs / guide", "guide_convs", "guide_model")
+    ratio_row("guide / stencil guide", "guide_model", "guide_stencil")
     row("r = 1 / r = 8 speed-up (pieces)", [a / b for a, b in zip(r1, r8)], "{:.2f}x")
     if end_to_end:
         h, w = e2e_size

@@ -9,6 +9,13 @@ evaluated in polyphase form: 8 neighbouring pixels of a row are viewed as 24 cha
 and one 5x3 convolution 24 -> 8 produces them all. At 3000x4000 the plain pair took 3.0-3.1x as long
 on this CPU (tools/bench_model.py, docs/benchmarks.md), and this form agrees with it to float32
 rounding (~1e-6).
+
+The inference render (`LocalizedStyleModel.render_inference`, already XLA-compiled) evaluates the
+same 5x5 sum differently: `stencil_logits`, 75 shifted slices of the zero-padded frame times the
+kernel's scalars, compiled with XLA. It reads the uint8 frame as it is (no full-resolution float
+copy) and does the 75 useful multiply-adds per pixel instead of the polyphase form's 360; at 1000x2000
+it took 0.57x the polyphase convolution's time on this CPU. It has no gradient path worth using
+(training and the non-XLA export keep the polyphase form).
 """
 
 import keras
@@ -37,6 +44,112 @@ def _polyphase_index(phases=_PHASES, size=5, channels=3):
 
 
 _POLY_INDEX = _polyphase_index()
+
+
+def _stencil_logits(x, kernel):
+    """z[n, y, x] = sum over dy, dx, c of kernel[dy, dx, c] * x[n, y + dy - 2, x + dx - 2, c], with
+    zeros outside the image ('same' padding): x `[N, H, W, 3]` (uint8 or float), kernel `[5, 5, 3]`.
+    Only fast under XLA (one loop fusion, the cast inside it); see `stencil_logits`."""
+    size = int(kernel.shape[0])
+    half = size // 2
+    height, width = tf.shape(x)[1], tf.shape(x)[2]
+    padded = tf.pad(x, [[0, 0], [half, half], [half, half], [0, 0]])
+    padded = tf.cast(padded, tf.float32)
+    z = 0.0
+    for dy in range(size):
+        for dx in range(size):
+            window = padded[:, dy : dy + height, dx : dx + width]
+            for c in range(int(kernel.shape[2])):
+                z += kernel[dy, dx, c] * window[..., c]
+    return z
+
+
+stencil_logits = tf.function(_stencil_logits, jit_compile=True, autograph=False)
+stencil_logits.__doc__ = _stencil_logits.__doc__
+
+
+def pair_logits(x, weights):
+    """The plain pair without the final sigmoid: `[N, h, w, 3]` -> `[N, h, w]`; weights
+    `(k1, b1, k2, b2)` (`Guide.pair_weights`)."""
+    k1, b1, k2, b2 = weights
+    h = tf.nn.conv2d(x, k1, 1, "SAME") + b1
+    return (tf.nn.conv2d(h, k2, 1, "SAME") + b2)[..., 0]
+
+
+def fused_kernel(weights):
+    """The pair composed: K[dy, dx, c] = sum over a + e = dy, b + f = dx of K2[a, b, :] . K1[e, f,
+    c, :], and the bias b2 + sum(K2) . b1; weights `(k1, b1, k2, b2)`."""
+    k1, b1, k2, b2 = weights  # k1 [3, 3, 3, 16], k2 [3, 3, 16, 1]
+    k2 = k2[..., 0]
+    kernel = tf.zeros([5, 5, 3])
+    for a in range(3):
+        for b in range(3):
+            part = tf.einsum("efcm,m->efc", k1, k2[a, b])
+            kernel += tf.pad(part, [[a, 2 - a], [b, 2 - b], [0, 0]])
+    return kernel, b2[0] + tf.reduce_sum(k2 * b1)
+
+
+def fused_parts_of(x, weights, scale=1.0, stencil=False):
+    """The fused form's pieces before assembly (exact form only: no hidden activation, float32,
+    H, W >= 3).
+
+    Args:
+      x: `[N, H, W, 3]`, the image divided by `scale`: float32, or uint8 with `scale` = 1 / 255
+        (the frame as it is). The scale is folded into the kernel and a uint8 frame is padded
+        before its one cast to float32, so the only full-resolution float copy of the frame is
+        the polyphase convolution's input (none with `stencil`); the result equals the guide of
+        `x * scale` up to float rounding.
+      weights: `(k1, b1, k2, b2)`, `Guide.pair_weights()`.
+      scale: python float.
+      stencil: compute z with the XLA stencil (`stencil_logits`, the inference render) instead of
+        the polyphase convolution (oneDNN, differentiable; the default). Same values up to float
+        rounding.
+
+    Returns:
+      `(z, bias, left, right, top, bottom)`: z `[N, H, W8]` the 5x5 convolution without bias
+      (W8 = W rounded up to a multiple of 8; W8 = W with `stencil`), bias a scalar, left/right
+      `[N, H, 1]` and top/bottom `[N, 1, W]` the exact logits of the outermost ring.
+      `Guide.assemble_logits` turns them into the logits; cheap elementwise work that an XLA
+      consumer can fuse.
+    """
+    shape = tf.shape(x)
+    n, height, width = shape[0], shape[1], shape[2]
+    kernel, bias = fused_kernel(weights)
+    if scale != 1.0:
+        kernel = kernel * scale
+    if stencil:
+        return (stencil_logits(x, kernel), bias, *_ring_logits(x, weights, scale, width))
+    flat = tf.concat([tf.reshape(kernel, [-1]), [0.0]], axis=0)
+    poly_kernel = tf.gather(flat, _POLY_INDEX)  # [5, 3, 24, 8]
+    padded_w = (width + _PHASES - 1) // _PHASES * _PHASES
+    # Zero columns on the right are what 'same' padding reads anyway, so padding is exact. No
+    # padding (and no copy) when the width already is a multiple of 8.
+    paddings = [[0, 0], [0, 0], [0, padded_w - width], [0, 0]]
+    static_w = x.shape[2]
+    if static_w is not None:
+        xp = x if static_w % _PHASES == 0 else tf.pad(x, paddings)
+    else:
+        xp = tf.cond(tf.equal(padded_w, width), lambda: tf.identity(x), lambda: tf.pad(x, paddings))
+    xp = tf.cast(xp, tf.float32)
+    xs = tf.reshape(xp, [n, height, padded_w // _PHASES, 3 * _PHASES])
+    z = tf.reshape(tf.nn.conv2d(xs, poly_kernel, 1, "SAME"), [n, height, padded_w])
+    return (z, bias, *_ring_logits(xp, weights, scale, width))
+
+
+def _ring_logits(x, weights, scale, width):
+    """Exact logits of the outermost ring, where G2 reads zero padding, not G1(x): left/right
+    `[N, H, 1]`, top/bottom `[N, 1, W]`, recomputed with the pair on 3-pixel slabs of `x` (its
+    first `width` columns are the image; uint8 slabs are cast here)."""
+
+    def ring(slab):
+        slab = tf.cast(slab, tf.float32)
+        return pair_logits(slab if scale == 1.0 else slab * scale, weights)
+
+    left = ring(x[:, :, :3])[:, :, :1]
+    right = ring(x[:, :, width - 3 : width])[:, :, -1:]
+    top = ring(x[:, :3, :width])[:, :1]
+    bottom = ring(x[:, -3:, :width])[:, -1:]
+    return left, right, top, bottom
 
 
 @keras.saving.register_keras_serializable(package="lvst_tf")
@@ -109,71 +222,20 @@ class Guide(keras.layers.Layer):
         return sum(int(conv.kernel_size[0]) // 2 for conv in (self.g1, self.g2))
 
     # ------------------------------------------------------------------ fused evaluation
+    def pair_weights(self):
+        """`(k1, b1, k2, b2)`: the G1, G2 kernels and biases as tensors, the weights argument of
+        `pair_logits` and `fused_parts_of` (for an XLA function that takes them as inputs)."""
+        return tuple(
+            tf.convert_to_tensor(v)
+            for v in (self.g1.kernel, self.g1.bias, self.g2.kernel, self.g2.bias)
+        )
+
     def _pair_logits(self, x):
-        """The plain pair without the final sigmoid: `[N, h, w, 3]` -> `[N, h, w]`."""
-        h = tf.nn.conv2d(x, self.g1.kernel, 1, "SAME") + self.g1.bias
-        return (tf.nn.conv2d(h, self.g2.kernel, 1, "SAME") + self.g2.bias)[..., 0]
+        return pair_logits(x, self.pair_weights())
 
-    def _fused_kernel(self):
-        """K[dy, dx, c] = sum over a + e = dy, b + f = dx of K2[a, b, :] . K1[e, f, c, :]; bias."""
-        k1 = tf.convert_to_tensor(self.g1.kernel)  # [3, 3, 3, 16]
-        k2 = tf.convert_to_tensor(self.g2.kernel)[..., 0]  # [3, 3, 16]
-        kernel = tf.zeros([5, 5, 3])
-        for a in range(3):
-            for b in range(3):
-                part = tf.einsum("efcm,m->efc", k1, k2[a, b])
-                kernel += tf.pad(part, [[a, 2 - a], [b, 2 - b], [0, 0]])
-        bias = self.g2.bias[0] + tf.reduce_sum(k2 * self.g1.bias)
-        return kernel, bias
-
-    def fused_parts(self, x, scale=1.0):
-        """The fused form's pieces before assembly (exact form only: `use_fused` and H, W >= 3).
-
-        Args:
-          x: `[N, H, W, 3]`, the image divided by `scale`: float32, or uint8 with `scale` = 1 / 255
-            (the frame as it is). The scale is folded into the kernel and a uint8 frame is padded
-            before its one cast to float32, so the only full-resolution float copy of the frame is
-            the convolution's input; the result equals the guide of `x * scale` up to float
-            rounding.
-          scale: python float.
-
-        Returns:
-          `(z, bias, left, right, top, bottom)`: z `[N, H, W8]` the polyphase convolution without
-          bias (W8 = W rounded up to a multiple of 8), bias a scalar, left/right `[N, H, 1]` and
-          top/bottom `[N, 1, W]` the exact logits of the outermost ring. `assemble_logits` turns
-          them into the logits; cheap elementwise work that an XLA consumer can fuse.
-        """
-        shape = tf.shape(x)
-        n, height, width = shape[0], shape[1], shape[2]
-        kernel, bias = self._fused_kernel()
-        if scale != 1.0:
-            kernel = kernel * scale
-        flat = tf.concat([tf.reshape(kernel, [-1]), [0.0]], axis=0)
-        poly_kernel = tf.gather(flat, _POLY_INDEX)  # [5, 3, 24, 8]
-        padded_w = (width + _PHASES - 1) // _PHASES * _PHASES
-        # Zero columns on the right are what 'same' padding reads anyway, so padding is exact. No
-        # padding (and no copy) when the width already is a multiple of 8.
-        paddings = [[0, 0], [0, 0], [0, padded_w - width], [0, 0]]
-        static_w = x.shape[2]
-        if static_w is not None:
-            xp = x if static_w % _PHASES == 0 else tf.pad(x, paddings)
-        else:
-            xp = tf.cond(
-                tf.equal(padded_w, width), lambda: tf.identity(x), lambda: tf.pad(x, paddings)
-            )
-        xp = tf.cast(xp, tf.float32)
-        xs = tf.reshape(xp, [n, height, padded_w // _PHASES, 3 * _PHASES])
-        z = tf.reshape(tf.nn.conv2d(xs, poly_kernel, 1, "SAME"), [n, height, padded_w])
-
-        def ring(strip):
-            return self._pair_logits(strip if scale == 1.0 else strip * scale)
-
-        # Outermost ring: G2 reads zero padding there, not G1(x) -> recompute with the pair.
-        left = ring(xp[:, :, :3])[:, :, :1]
-        right = ring(xp[:, :, width - 3 : width])[:, :, -1:]
-        top = ring(xp[:, :3, :width])[:, :1]
-        bottom = ring(xp[:, -3:, :width])[:, -1:]
-        return z, bias, left, right, top, bottom
+    def fused_parts(self, x, scale=1.0, stencil=False):
+        """`fused_parts_of(x, self.pair_weights(), scale, stencil)`: see there."""
+        return fused_parts_of(x, self.pair_weights(), scale, stencil)
 
     @staticmethod
     def assemble_logits(parts):

@@ -27,6 +27,7 @@ import tensorflow as tf
 import gin
 from lvst_tf import ops
 from lvst_tf.models import _common
+from lvst_tf.models import guide as guide_module
 from lvst_tf.models.encoder import TAP_CHANNELS, VGGEncoder
 from lvst_tf.models.grid_head import GridHead
 from lvst_tf.models.guide import Guide
@@ -101,18 +102,22 @@ def _crop_rows(x, top, rows):
 
 
 def _finish(grids, guide, frames, scale, clip, fused, strip=None):
-    """XLA body of `render_inference`: (the guide's last steps,) cast, slice/apply, clip.
+    """XLA body of `render_inference`: (the guide,) cast, slice/apply, clip, as one XLA function.
 
     Args:
-      guide: with `fused`, the fused guide's parts (`Guide.fused_parts`), assembled and squashed
-        here; otherwise the guide itself (computed outside).
+      guide: with `fused`, `(rows, weights)`: the frame rows the guide is computed from (the whole
+        frame, or a strip's window) and `Guide.pair_weights()`; the fused guide (its 5x5 stencil,
+        border ring, assembly and sigmoid) is then computed here too. Otherwise the guide itself
+        (computed outside).
       frames: the rows to render, uint8 or float32 (`scale` maps them to [0, 1]).
       strip: None (the whole frame), or `(top, row_offset, total_height)`: `guide` covers a window
         (the strip and its halo), `frames` the strip's rows, which start `top` rows into the
         window and `row_offset` rows into an image of `total_height` rows.
     """
     if fused:
-        guide = tf.sigmoid(Guide.assemble_logits(guide))
+        rows, weights = guide
+        parts = guide_module.fused_parts_of(rows, weights, scale, stencil=True)
+        guide = tf.sigmoid(Guide.assemble_logits(parts))
     row_offset = total_height = None
     if strip is not None:
         top, row_offset, total_height = strip
@@ -678,10 +683,12 @@ class LocalizedStyleModel(keras.Model):
     def render_inference(self, grids, frames, clip=True, rows=None):
         """Inference render: `render` with uint8 frames taken as they are and one fused pass.
 
-        The frame is cast to float32 once for the guide's convolution (for uint8 the 1/255 is folded
-        into the kernel, so no scaled full-resolution copy exists); the guide's last steps, the
-        uint8 -> float conversion of the frame, the slice/apply and the final clip then run as one
-        XLA-compiled loop. No gradient is meant to flow here (training uses `render`).
+        Everything runs in one XLA-compiled function. With the fused guide, its 5x5 convolution
+        is a stencil on the frame as it is (`guide.stencil_logits`: the uint8 -> float cast and the
+        1/255, folded into the kernel, happen inside it, so no full-resolution float copy of the
+        frame exists), then its border ring, sigmoid, the frame's uint8 -> float conversion, the
+        slice/apply and the final clip. No gradient is meant to flow here (training uses
+        `render`).
 
         Args:
           grids: `[B, GH, GW, GD, 12]` float32.
@@ -721,8 +728,8 @@ class LocalizedStyleModel(keras.Model):
             return plain()
 
         def fused():
-            parts = self.guide.fused_parts(frames, scale)
-            return _finish(grids, parts, frames, scale, clip, fused=True)
+            guide = (frames, self.guide.pair_weights())
+            return _finish(grids, guide, frames, scale, clip, fused=True)
 
         h, w = frames.shape[1], frames.shape[2]
         if h is not None and w is not None:
@@ -764,8 +771,8 @@ class LocalizedStyleModel(keras.Model):
 
         def fused():
             # The fused form's ring fix on the window's cut rows lands in the halo, cropped away.
-            parts = self.guide.fused_parts(window, scale)
-            return _finish(grids, parts, strip, scale, clip, fused=True, strip=where)
+            guide = (window, self.guide.pair_weights())
+            return _finish(grids, guide, strip, scale, clip, fused=True, strip=where)
 
         # The same rule as the whole render, on the whole frame's size (a window of a frame of
         # H >= 3 rows has >= 3 rows).

@@ -92,8 +92,10 @@ def masked_moments(x, mask, epsilon=DEFAULT_EPSILON, empty="image", variance="ce
         0 in a sample takes the whole-image statistics [decision: keeps features finite; such a region
         gets zero weight in the grid blend anyway]. "floor" (the training loss): sums are divided by
         max(sum(m), epsilon), so an empty region gets mean 0 and std sqrt(epsilon).
-      variance: "centered" (the formula above; ST-AdaIN) or "expanded" (E_m[x^2] - mean^2, clamped
-        at 0: no `[N, h, w, K, C]` temporary; the training loss). They agree up to float rounding.
+      variance: "centered" (the formula above, two passes: no cancellation; ST-AdaIN) or
+        "expanded" (E_m[x^2] - mean^2, clamped at 0: one pass, no `[N, h, w, K, C]` temporary, but
+        it loses precision when a channel's mean is large against its spread; the training loss).
+        They agree up to float rounding on features like VGG's.
 
     Returns:
       (mean, std) float32, each `[N, C]` or `[N, K, C]`.
@@ -107,29 +109,22 @@ def masked_moments(x, mask, epsilon=DEFAULT_EPSILON, empty="image", variance="ce
     single = m.shape.rank == 3
     if single:
         m = m[..., None]
+    # Region sums as matrix products [K, h*w] x [h*w, C]: no [N, K, h, w, C] temporary for them.
+    total = tf.reduce_sum(m, axis=[1, 2])[..., None]  # [N, K, 1]
+    area = tf.maximum(total, epsilon) if empty == "floor" else total
+    mean = tf.math.divide_no_nan(tf.einsum("nhwk,nhwc->nkc", m, x), area)
     if variance == "expanded":
-        area = tf.reduce_sum(m, axis=[1, 2])[..., None]  # [N, K, 1]
-        mean = tf.einsum("nhwk,nhwc->nkc", m, x)
-        second = tf.einsum("nhwk,nhwc->nkc", m, tf.square(x))
+        second = tf.math.divide_no_nan(tf.einsum("nhwk,nhwc->nkc", m, tf.square(x)), area)
+        var = tf.maximum(second - tf.square(mean), 0.0)
     else:
-        # Broadcast products (not einsum): the same arithmetic as a per-region loop.
-        m5 = tf.transpose(m, [0, 3, 1, 2])[..., None]  # [N, K, h, w, 1]
-        area = tf.reduce_sum(m5, axis=[2, 3])  # [N, K, 1]
-        mean = tf.reduce_sum(m5 * x[:, None], axis=[2, 3])
-    if empty == "floor":
-        area = tf.maximum(area, epsilon)
-        mean = mean / area
-    else:
-        mean = tf.math.divide_no_nan(mean, area)
-    if variance == "expanded":
-        var = tf.maximum(second / area - tf.square(mean), 0.0)
-    else:
-        centered = x[:, None] - mean[:, :, None, None, :]
-        var = tf.reduce_sum(m5 * tf.square(centered), axis=[2, 3])
-        var = var / area if empty == "floor" else tf.math.divide_no_nan(var, area)
+        # Two-pass: the squared deviations from each region's own mean (one [N, K, h, w, C]
+        # temporary), summed against the masks as a batched matrix product.
+        deviation = tf.square(x[:, None] - mean[:, :, None, None, :])
+        m_first = tf.transpose(m, [0, 3, 1, 2])  # [N, K, h, w]
+        var = tf.math.divide_no_nan(tf.einsum("nkhw,nkhwc->nkc", m_first, deviation), area)
     if empty == "image":
         full_mean, full_var = tf.nn.moments(x, axes=[1, 2])
-        is_empty = area <= 0.0
+        is_empty = total <= 0.0
         mean = tf.where(is_empty, full_mean[:, None], mean)
         var = tf.where(is_empty, full_var[:, None], var)
     std = tf.sqrt(var + epsilon)
@@ -220,18 +215,20 @@ class STAdaIN(keras.layers.Layer):
         mask = resize_mask(mask, size)
         style_std = tf.cast(style_std, tf.float32)
         style_mean = tf.cast(style_mean, tf.float32)
+        # y = (x - mean) / std * style_std + style_mean, as one per-channel affine map x * a + b
+        # (two passes over the feature instead of four).
         if regions is None:
             mean, std = masked_moments(x, mask, self.epsilon)
-            normalized = (x - mean[:, None, None, :]) / std[:, None, None, :]
-            return normalized * style_std[:, None, None, :] + style_mean[:, None, None, :]
+            a = style_std / std
+            return x * a[:, None, None, :] + (style_mean - mean * a)[:, None, None, :]
         # Shared features: masks [B * K, h, w] -> [B, h, w, K]; statistics [B, K, C].
         masks = tf.reshape(mask, tf.stack([-1, regions, size[0], size[1]]))
         mean, std = masked_moments(x, tf.transpose(masks, [0, 2, 3, 1]), self.epsilon)
         channels = x.shape[-1] if x.shape[-1] is not None else tf.shape(x)[-1]
         style_std = tf.reshape(style_std, tf.stack([-1, regions, channels]))
         style_mean = tf.reshape(style_mean, tf.stack([-1, regions, channels]))
-        normalized = (x[:, None] - mean[:, :, None, None, :]) / std[:, :, None, None, :]
-        y = normalized * style_std[:, :, None, None, :] + style_mean[:, :, None, None, :]
+        a = style_std / std
+        y = x[:, None] * a[:, :, None, None, :] + (style_mean - mean * a)[:, :, None, None, :]
         out = tf.reshape(y, tf.concat([[-1], tf.shape(y)[2:]], axis=0))
         return tf.ensure_shape(out, [None, *x.shape[1:]])
 
