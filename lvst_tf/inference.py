@@ -629,7 +629,7 @@ class VideoStylizer:
 
         Args:
           frame: `[1, H, W, 3]` uint8 or float32 tensor (or array).
-          mask: `[1, H, W, K-1]` float32 in [0, 1].
+          mask: `[1, H, W, K-1]` float32 in [0, 1], or uint8 0/255 (divided by 255 here).
           stats: `[1, K, C_i]` statistics, e.g. from `encode_schedule`.
           state: None (first keyframe) or the previous keyframe's `state_0..state_5`.
 
@@ -641,7 +641,11 @@ class VideoStylizer:
             frame = tf.cast(frame, tf.float32) * np.float32(1.0 / 255.0)
         elif frame.dtype != tf.uint8:
             frame = tf.cast(frame, tf.float32)
-        mask = tf.cast(tf.convert_to_tensor(mask), tf.float32)
+        mask = tf.convert_to_tensor(mask)
+        if mask.dtype == tf.uint8:  # 0/255, as everywhere else (a plain cast would read 255)
+            mask = tf.cast(mask, tf.float32) * np.float32(1.0 / 255.0)
+        else:
+            mask = tf.cast(mask, tf.float32)
         if state is not None:
             state = {k: v for k, v in state.items() if k.startswith("state_")}
         return self._traced.predict(frame, mask, stats, state, self.effective_soft_mask_mode)

@@ -587,6 +587,11 @@ def test_public_pieces_reproduce_the_stream(model):
     np.testing.assert_array_equal(middle[0], out[1])
     np.testing.assert_array_equal(stylizer.render_frame(second["grids"], frames8[2:3])[0], out[2])
     assert isinstance(middle, np.ndarray)  # what `stream` yields, rendered in strips or not
+    # A uint8 (0/255) mask is read as 0..1, like everywhere else (not cast to 0..255).
+    masks8 = np.where(masks[:1, ..., None] > 0.5, 255, 0).astype(np.uint8)
+    as_uint8 = stylizer.predict_keyframe(frames8[:1], masks8, stats)
+    as_float = stylizer.predict_keyframe(frames8[:1], masks8 / np.float32(255), stats)
+    np.testing.assert_allclose(as_uint8["grids"], as_float["grids"], atol=1e-6)
 
 
 @pytest.mark.parametrize("interpolation", ["linear", "hold"])

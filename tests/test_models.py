@@ -237,6 +237,21 @@ def test_layers_reject_bad_arguments():
         models.MaskNet()(_rand((1, 8, 8, 3)))
 
 
+def test_predict_grids_reads_uint8_masks_like_float_masks(model):
+    # uint8 masks (0/255) are resized as they are and divided by 255 at the low resolution: the
+    # same grids as the float mask, when shrinking (area) and when enlarging (bilinear).
+    rng = np.random.default_rng(8)
+    styles = _rand((2, LOW, LOW, 3), 9)
+    stats = model.encode_styles(styles)
+    for size in [(2 * LOW, LOW + 8), (LOW // 2, LOW // 2)]:
+        frames = rng.uniform(size=(1, *size, 3)).astype(np.float32)
+        masks8 = rng.integers(0, 256, (1, *size, 1), dtype=np.uint8)
+        out8 = model.predict_grids(frames, masks8, stats)
+        outf = model.predict_grids(frames, masks8.astype(np.float32) / 255, stats)
+        for key in ("grids", "enhanced_masks"):
+            np.testing.assert_allclose(out8[key], outf[key], atol=2e-6, err_msg=f"{size} {key}")
+
+
 def test_guide_stencil_equals_a_numpy_loop_and_the_polyphase_form():
     from lvst_tf.models import guide as guide_module
 

@@ -101,23 +101,32 @@ def _crop_rows(x, top, rows):
     return tf.slice(x, begin, size)
 
 
-def _finish(grids, guide, frames, scale, clip, fused, strip=None):
+_GUIDE_FORMS = ("guide", "parts", "weights")
+
+
+def _finish(grids, guide, frames, scale, clip, form, strip=None):
     """XLA body of `render_inference`: (the guide,) cast, slice/apply, clip, as one XLA function.
 
     Args:
-      guide: with `fused`, `(rows, weights)`: the frame rows the guide is computed from (the whole
-        frame, or a strip's window) and `Guide.pair_weights()`; the fused guide (its 5x5 stencil,
-        border ring, assembly and sigmoid) is then computed here too. Otherwise the guide itself
-        (computed outside).
+      guide: depends on `form`:
+        "guide": the guide itself, computed outside (a guide that is not the fused form);
+        "parts": the fused guide's parts (`Guide.fused_parts(..., stencil=True)`, its stencil a
+          separate XLA function), assembled and squashed here;
+        "weights": `(rows, Guide.pair_weights())`, the frame rows the guide is computed from (the
+          whole frame, or a strip's window): the fused guide (stencil, border ring, assembly,
+          sigmoid) is computed here too.
       frames: the rows to render, uint8 or float32 (`scale` maps them to [0, 1]).
       strip: None (the whole frame), or `(top, row_offset, total_height)`: `guide` covers a window
         (the strip and its halo), `frames` the strip's rows, which start `top` rows into the
         window and `row_offset` rows into an image of `total_height` rows.
     """
-    if fused:
+    if form not in _GUIDE_FORMS:
+        raise ValueError(f"`form` must be one of {_GUIDE_FORMS}, got {form!r}.")
+    if form == "weights":
         rows, weights = guide
-        parts = guide_module.fused_parts_of(rows, weights, scale, stencil=True)
-        guide = tf.sigmoid(Guide.assemble_logits(parts))
+        guide = guide_module.fused_parts_of(rows, weights, scale, stencil=True)
+    if form != "guide":
+        guide = tf.sigmoid(Guide.assemble_logits(guide))
     row_offset = total_height = None
     if strip is not None:
         top, row_offset, total_height = strip
@@ -349,9 +358,9 @@ class LocalizedStyleModel(keras.Model):
         return _resize(x, (self.low_res, self.low_res))
 
     def _low_uint8(self, frames):
-        """uint8 frames `[B, H, W, 3]` -> float32 in [0, 1] at low_res: equal to
-        `_low(frames / 255)` up to float rounding, without a full-resolution float copy when
-        shrinking (area resizing reads uint8; the division happens after it)."""
+        """uint8 images `[B, H, W, C]` (frames, or masks 0/255) -> float32 in [0, 1] at low_res:
+        equal to `_low(frames / 255)` up to float rounding, without a full-resolution float copy
+        when shrinking (area resizing reads uint8; the division happens after it)."""
         size = (self.low_res, self.low_res)
         h, w = frames.shape[1], frames.shape[2]
 
@@ -525,7 +534,11 @@ class LocalizedStyleModel(keras.Model):
         frames_uint8 = frames.dtype == tf.uint8
         if not frames_uint8:
             frames = _as_image(frames, "frames")
-        masks = _as_image(masks, "masks")
+        # uint8 masks (0/255) likewise: resized as they are, divided by 255 at the low resolution.
+        masks = tf.convert_to_tensor(masks)
+        masks_uint8 = masks.dtype == tf.uint8
+        if not masks_uint8:
+            masks = _as_image(masks, "masks")
         if masks.shape.rank == 3:
             masks = masks[..., None]  # one object: [B, H, W] -> [B, H, W, 1]
         _check_rank(frames, 4, "frames", "[B, H, W, 3]")
@@ -562,7 +575,8 @@ class LocalizedStyleModel(keras.Model):
         ]
         with tf.control_dependencies(checks):
             frames_low = self._low_uint8(frames) if frames_uint8 else self._low(frames)
-        masks_low = tf.clip_by_value(self._low(masks), 0.0, 1.0)
+        masks_low = self._low_uint8(masks) if masks_uint8 else self._low(masks)
+        masks_low = tf.clip_by_value(masks_low, 0.0, 1.0)
 
         # Mask enhancement, each object separately: [B * (K-1), low, low, 4] -> [B, low, low, K-1].
         objects = tf.reshape(tf.transpose(masks_low, [0, 3, 1, 2]), [-1, low, low, 1])
@@ -683,12 +697,13 @@ class LocalizedStyleModel(keras.Model):
     def render_inference(self, grids, frames, clip=True, rows=None):
         """Inference render: `render` with uint8 frames taken as they are and one fused pass.
 
-        Everything runs in one XLA-compiled function. With the fused guide, its 5x5 convolution
-        is a stencil on the frame as it is (`guide.stencil_logits`: the uint8 -> float cast and the
-        1/255, folded into the kernel, happen inside it, so no full-resolution float copy of the
-        frame exists), then its border ring, sigmoid, the frame's uint8 -> float conversion, the
-        slice/apply and the final clip. No gradient is meant to flow here (training uses
-        `render`).
+        With the fused guide, its 5x5 convolution is a stencil on the frame as it is
+        (`guide.stencil_logits`: the uint8 -> float cast and the 1/255, folded into the kernel,
+        happen inside it, so no full-resolution float copy of the frame exists); then its border
+        ring, sigmoid, the frame's uint8 -> float conversion, the slice/apply and the final clip.
+        A whole frame runs all of it as one XLA-compiled function; a strip (`rows`) runs the
+        stencil as a separate one (less resident memory per compiled strip shape). No gradient is
+        meant to flow here (training uses `render`).
 
         Args:
           grids: `[B, GH, GW, GD, 12]` float32.
@@ -722,14 +737,16 @@ class LocalizedStyleModel(keras.Model):
 
         def plain():
             guide = self.guide(_frames_to_float(frames, scale))
-            return _finish(grids, guide, frames, scale, clip, fused=False)
+            return _finish(grids, guide, frames, scale, clip, "guide")
 
         if not self.guide.use_fused:
             return plain()
 
         def fused():
+            # The whole frame: the fused guide inside the one XLA function (at 512x512 its render
+            # took 0.87x the time of the "parts" form, measured in one process).
             guide = (frames, self.guide.pair_weights())
-            return _finish(grids, guide, frames, scale, clip, fused=True)
+            return _finish(grids, guide, frames, scale, clip, "weights")
 
         h, w = frames.shape[1], frames.shape[2]
         if h is not None and w is not None:
@@ -756,23 +773,32 @@ class LocalizedStyleModel(keras.Model):
                 tf.debugging.assert_less_equal(stop, shape[1], message="`rows` needs stop <= H"),
             ]
         with tf.control_dependencies(checks):
+            # The strip and `halo` rows either side; at the image's top or bottom border the
+            # window extends further into the image instead, so every strip of a given height has
+            # the same window height (one compiled shape for all of them; the extra rows are
+            # cropped away like the halo).
             halo = self.guide.halo
-            low = tf.maximum(start - halo, 0)
-            window = frames[:, low : tf.minimum(stop + halo, shape[1])]  # the strip and its halo
+            size = stop - start + 2 * halo
+            high = tf.minimum(tf.maximum(stop + halo, size), shape[1])
+            low = tf.maximum(high - size, 0)
+            window = frames[:, low:high]
             strip = frames[:, start:stop]
         where = (start - low, start, shape[1])  # the strip in the window, in the frame
 
         def plain():
             guide = self.guide(_frames_to_float(window, scale))
-            return _finish(grids, guide, strip, scale, clip, fused=False, strip=where)
+            return _finish(grids, guide, strip, scale, clip, "guide", strip=where)
 
         if not self.guide.use_fused:
             return plain()
 
         def fused():
             # The fused form's ring fix on the window's cut rows lands in the halo, cropped away.
-            guide = (window, self.guide.pair_weights())
-            return _finish(grids, guide, strip, scale, clip, fused=True, strip=where)
+            # Strips: the stencil as its own XLA function. The one-function form, compiled for
+            # each strip shape, kept ~60 MB more resident (peak of a 9-frame 3000x4000 stream at
+            # r = 8: 1656 MB against 1594 MB) and was no faster there (0.99x at 1000x2000 and 3000x4000).
+            guide = self.guide.fused_parts(window, scale, stencil=True)
+            return _finish(grids, guide, strip, scale, clip, "parts", strip=where)
 
         # The same rule as the whole render, on the whole frame's size (a window of a frame of
         # H >= 3 rows has >= 3 rows).
