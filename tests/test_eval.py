@@ -211,8 +211,13 @@ def test_timing_measures_the_model_in_its_own_soft_mask_mode(assets, paper_workd
         frames, masks, stats, state, grids, rendered = _timed_pieces(loaded)
         model = loaded.model
         expected = model.predict_grids(frames, masks, stats, state=state, soft_mask_mode=mode)
-        np.testing.assert_allclose(grids, expected["grids"], atol=1e-5)
-        np.testing.assert_allclose(rendered, model.render(expected["grids"], frames), atol=1e-5)
+        # Traced against eager: float32 rounding only, relative to the grid values (up to ~30
+        # here), which the render sums with the pixel values.
+        scale = float(np.abs(expected["grids"]).max())
+        np.testing.assert_allclose(grids, expected["grids"], atol=2e-6 * scale)
+        np.testing.assert_allclose(
+            rendered, model.render(expected["grids"], frames), atol=4e-6 * scale
+        )
         other = "normalized" if mode == "paper" else "paper"
         wrong = model.predict_grids(frames, masks, stats, state=state, soft_mask_mode=other)
         assert np.abs(grids - np.asarray(wrong["grids"])).max() > 1e-4

@@ -796,7 +796,8 @@ class LocalizedStyleModel(keras.Model):
             # The fused form's ring fix on the window's cut rows lands in the halo, cropped away.
             # Strips: the stencil as its own XLA function. The one-function form, compiled for
             # each strip shape, kept ~60 MB more resident (peak of a 9-frame 3000x4000 stream at
-            # r = 8: 1656 MB against 1594 MB) and was no faster there (0.99x at 1000x2000 and 3000x4000).
+            # r = 8: 1656 MB against 1594 MB) and was no faster there (0.99x at 1000x2000 and
+            # 3000x4000).
             guide = self.guide.fused_parts(window, scale, stencil=True)
             return _finish(grids, guide, strip, scale, clip, "parts", strip=where)
 
