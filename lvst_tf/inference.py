@@ -638,14 +638,12 @@ class VideoStylizer:
         """
         frame = tf.convert_to_tensor(frame)
         if frame.dtype == tf.uint8 and not self._traced.fused:
-            frame = tf.cast(frame, tf.float32) * np.float32(1.0 / 255.0)
+            frame = _uint8_to_float(frame)
         elif frame.dtype != tf.uint8:
             frame = tf.cast(frame, tf.float32)
         mask = tf.convert_to_tensor(mask)
-        if mask.dtype == tf.uint8:  # 0/255, as everywhere else (a plain cast would read 255)
-            mask = tf.cast(mask, tf.float32) * np.float32(1.0 / 255.0)
-        else:
-            mask = tf.cast(mask, tf.float32)
+        # uint8 masks are 0/255, as everywhere else (a plain cast would read 255).
+        mask = _uint8_to_float(mask) if mask.dtype == tf.uint8 else tf.cast(mask, tf.float32)
         if state is not None:
             state = {k: v for k, v in state.items() if k.startswith("state_")}
         return self._traced.predict(frame, mask, stats, state, self.effective_soft_mask_mode)

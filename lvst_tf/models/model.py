@@ -357,24 +357,24 @@ class LocalizedStyleModel(keras.Model):
     def _low(self, x):
         return _resize(x, (self.low_res, self.low_res))
 
-    def _low_uint8(self, frames):
+    def _low_uint8(self, images):
         """uint8 images `[B, H, W, C]` (frames, or masks 0/255) -> float32 in [0, 1] at low_res:
-        equal to `_low(frames / 255)` up to float rounding, without a full-resolution float copy
+        equal to `_low(images / 255)` up to float rounding, without a full-resolution float copy
         when shrinking (area resizing reads uint8; the division happens after it)."""
         size = (self.low_res, self.low_res)
-        h, w = frames.shape[1], frames.shape[2]
+        h, w = images.shape[1], images.shape[2]
 
         def shrink():
-            return tf.image.resize(frames, size, method="area") / 255.0
+            return tf.image.resize(images, size, method="area") / 255.0
 
         def enlarge():
-            return _resize(tf.cast(frames, tf.float32) / 255.0, size)
+            return _resize(tf.cast(images, tf.float32) / 255.0, size)
 
         if h is not None and w is not None:
             if (h, w) == size:
-                return tf.cast(frames, tf.float32) / 255.0
+                return tf.cast(images, tf.float32) / 255.0
             return shrink() if h >= size[0] and w >= size[1] else enlarge()
-        shape = tf.shape(frames)
+        shape = tf.shape(images)
         return tf.cond(tf.logical_and(shape[1] >= size[0], shape[2] >= size[1]), shrink, enlarge)
 
     # ------------------------------------------------------------------ styles

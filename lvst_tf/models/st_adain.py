@@ -215,20 +215,23 @@ class STAdaIN(keras.layers.Layer):
         mask = resize_mask(mask, size)
         style_std = tf.cast(style_std, tf.float32)
         style_mean = tf.cast(style_mean, tf.float32)
-        # y = (x - mean) / std * style_std + style_mean, as one per-channel affine map x * a + b
-        # (two passes over the feature instead of four).
+
+        def affine(x, mean, std, style_mean, style_std):
+            # y = (x - mean) / std * style_std + style_mean, as one per-channel affine map
+            # x * a + b (two passes over the feature instead of four); statistics [..., C].
+            a = style_std / std
+            return x * a[..., None, None, :] + (style_mean - mean * a)[..., None, None, :]
+
         if regions is None:
             mean, std = masked_moments(x, mask, self.epsilon)
-            a = style_std / std
-            return x * a[:, None, None, :] + (style_mean - mean * a)[:, None, None, :]
+            return affine(x, mean, std, style_mean, style_std)
         # Shared features: masks [B * K, h, w] -> [B, h, w, K]; statistics [B, K, C].
         masks = tf.reshape(mask, tf.stack([-1, regions, size[0], size[1]]))
         mean, std = masked_moments(x, tf.transpose(masks, [0, 2, 3, 1]), self.epsilon)
         channels = x.shape[-1] if x.shape[-1] is not None else tf.shape(x)[-1]
         style_std = tf.reshape(style_std, tf.stack([-1, regions, channels]))
         style_mean = tf.reshape(style_mean, tf.stack([-1, regions, channels]))
-        a = style_std / std
-        y = x[:, None] * a[:, :, None, None, :] + (style_mean - mean * a)[:, :, None, None, :]
+        y = affine(x[:, None], mean, std, style_mean, style_std)  # [B, K, h, w, C]
         out = tf.reshape(y, tf.concat([[-1], tf.shape(y)[2:]], axis=0))
         return tf.ensure_shape(out, [None, *x.shape[1:]])
 
