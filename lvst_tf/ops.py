@@ -11,10 +11,11 @@ Slicing convention (docs/method.md#slicing, the HDRNet convention, exactly):
   2x2x2 neighbouring cells, `tau(t) = max(0, 1 - |t|)`, with neighbour indices clamped to the grid
   (edge replicate) and weights not clamped (so the weights always sum to 1).
 
-Because the x and y tent weights are separable and the grid is tiny (16x16x8x12), the slice first
-interpolates the grid along y for every output row (`[B, H, GW, GD, C]`, 18 MB at 3000 rows for
-C = 12), then every output element reads its 2 x-taps times 2 depth-taps from that table with scalar
-gathers that XLA fuses into one loop. No `[H, W, GD, C]` (nor `[H, W, 4 * C]`) tensor is ever built.
+Under XLA the grid becomes a small table of 2x2 (x, depth) corner blocks (`_corner_table`), and
+every pixel reads its lower and upper y rows of that table as two contiguous blocks of 4 * C floats,
+then XLA writes the sliced `[B, H, W, C]` coefficients (docs/ops.md). No `[H, W, GD, C]` tensor is
+ever built. The non-XLA path interpolates the grid along y for every output row and gathers rows of
+C coefficients in bands of rows (`_slice_rows_tf`).
 """
 
 from __future__ import annotations
@@ -187,36 +188,83 @@ def _corner_offsets(grid_shape, guide):
     return offsets, weights
 
 
-def _slice_core(grid, guide):
-    """bilateral_slice body: each output element reads its 4 corners with scalar gathers.
+def _corner_table(grid):
+    """The grid as a table of 2x2 (x, depth) corner blocks: `[B * GH * (GW + 1) * (GD + 1), 4 * C]`.
 
-    Every gather has the output's shape and is used once, so under XLA the whole per-pixel part is
-    one loop fusion (no `[H, W, 4 * C]` temporary). Run only under XLA: without fusion these 4 * C
-    whole-image gathers would be slow (the non-XLA path is `_slice_rows_tf`).
+    The grid is first padded by one cell on both sides of x and of depth, replicating the edge
+    cells (the slice's clamping). Row `((b * GH + j) * (GW + 1) + p) * (GD + 1) + q` holds the padded
+    cells (p, q), (p, q + 1), (p + 1, q), (p + 1, q + 1) of grid row j, C coefficients each, so a
+    pixel whose lower x tap is `lo_x` (from -1 to GW - 1) and lower depth tap `lo_z` reads all four
+    of its (x, depth) corners at once, as one contiguous row `p = lo_x + 1`, `q = lo_z + 1`.
+    Tiny (GH * 17 * 9 rows of 48 floats for a 16x16x8x12 grid), so it stays in cache.
     """
-    table = tf.reshape(_interp_rows(grid, tf.shape(guide)[1]), [-1])
-    offsets, weights = _corner_offsets(grid.shape[1:], guide)
-    channel = tf.range(grid.shape[-1])
-    out = 0.0
-    for offset, weight in zip(offsets, weights):
-        out += weight * tf.gather(table, offset + channel)
-    return out
+
+    def pad(values, axis):
+        last = values.shape[axis] - 1
+        return tf.concat(
+            [tf.gather(values, [0], axis=axis), values, tf.gather(values, [last], axis=axis)], axis
+        )
+
+    padded = pad(pad(grid, 2), 3)  # [B, GH, GW + 2, GD + 2, C]
+    low_x, high_x = padded[:, :, :-1], padded[:, :, 1:]
+    corners = [low_x[:, :, :, :-1], low_x[:, :, :, 1:], high_x[:, :, :, :-1], high_x[:, :, :, 1:]]
+    return tf.reshape(tf.stack(corners, axis=4), [-1, 4 * grid.shape[-1]])
+
+
+def _sliced_coefficients(grid, guide, row_offset=None, total_height=None):
+    """The XLA slice: `[B, H, W, C]`, the grid's tent-weighted interpolation at every pixel.
+
+    Every pixel reads two rows of `_corner_table` (its lower and upper y taps; each holds its four
+    (x, depth) corners), so it makes 2 contiguous reads of 4 * C floats instead of 8 * C scalar
+    gathers. XLA writes the result as one `[B, H, W, C]` buffer (4 * C bytes a pixel, e.g. 96 MB
+    for a 2 MP strip at C = 12); the fused alternatives that avoid it measured 1.6-1.8x slower
+    (docs/ops.md). Weights and clamping are those of `_axis_taps` (the tent weights, not
+    clamped; taps clamped to the grid), so the result equals the row-table form exactly in exact
+    arithmetic, gradients included.
+    """
+    _, grid_h, grid_w, grid_d, channels = grid.shape
+    shape = tf.shape(guide)
+    batch, height, width = shape[0], shape[1], shape[2]
+    j0, j1, wy = _axis_taps(height, grid_h, row_offset, total_height)
+    pos_x = (tf.range(width, dtype=tf.float32) + 0.5) * (grid_w / tf.cast(width, tf.float32)) - 0.5
+    low_x = tf.floor(pos_x)
+    wx = pos_x - low_x
+    pos_z = tf.clip_by_value(guide, 0.0, 1.0) * grid_d - 0.5
+    low_z = tf.floor(pos_z)
+    wz = pos_z - low_z
+    # Padded table coordinates: p = lo_x + 1 in [0, GW], q = lo_z + 1 in [0, GD].
+    column = tf.cast(low_x, tf.int32) + 1
+    depth = tf.cast(low_z, tf.int32) + 1
+    table = _corner_table(grid)
+    blocks = (grid_w + 1) * (grid_d + 1)
+
+    def row_blocks(j):  # [B, H, W, 4, C]: the pixel's four (x, depth) corners in grid row j
+        base = (tf.range(batch)[:, None] * grid_h + j[None, :]) * blocks  # [B, H]
+        index = base[:, :, None] + (column * (grid_d + 1))[None, None, :] + depth  # [B, H, W]
+        return tf.reshape(tf.gather(table, index), tf.concat([shape, [4, channels]], axis=0))
+
+    low, high = row_blocks(j0), row_blocks(j1)
+    corners = low + wy[None, :, None, None, None] * (high - low)  # y done: [B, H, W, 4, C]
+    wx = wx[None, None, :, None]
+    wz = wz[..., None]
+    weights = tf.stack([(1 - wx) * (1 - wz), (1 - wx) * wz, wx * (1 - wz), wx * wz], axis=3)
+    return tf.reduce_sum(corners * weights, axis=3)
+
+
+def _apply(coefficients, image):
+    """`out_r = sum_c A[r, c] * in_c + A[r, 3]` per pixel: coefficients `[..., 12]`, image `[..., 3]`."""
+    a = tf.reshape(coefficients, tf.concat([tf.shape(image), [4]], 0))  # [..., 3, 4]
+    return tf.reduce_sum(a[..., :3] * image[..., None, :], axis=-1) + a[..., 3]
+
+
+def _slice_core(grid, guide):
+    """bilateral_slice body under XLA: `_sliced_coefficients` of the whole image."""
+    return _sliced_coefficients(grid, guide)
 
 
 def _slice_apply_core(grid, guide, image, row_offset=None, total_height=None):
-    """bilateral_slice_apply body: per output channel r, 4 corners x 4 coefficients of row r."""
-    table = tf.reshape(_interp_rows(grid, tf.shape(guide)[1], row_offset, total_height), [-1])
-    offsets, weights = _corner_offsets(grid.shape[1:], guide)
-    row_start = 4 * tf.range(3)  # output channel r reads row r of A: coefficients 4r .. 4r + 3
-    inputs = [image[..., 0:1], image[..., 1:2], image[..., 2:3]]
-    out = 0.0
-    for offset, weight in zip(offsets, weights):
-        base = offset + row_start  # [B, H, W, 3]
-        affine = tf.gather(table, base + 3)  # the offset column A[r, 3]
-        for c in range(3):
-            affine += tf.gather(table, base + c) * inputs[c]
-        out += weight * affine
-    return out
+    """bilateral_slice_apply body under XLA: the sliced coefficients, then the affine map."""
+    return _apply(_sliced_coefficients(grid, guide, row_offset, total_height), image)
 
 
 _TF_BAND_ROWS = 256  # rows per band of the non-XLA path: bounds its temporaries to ~50 MB per band
@@ -225,8 +273,8 @@ _TF_BAND_ROWS = 256  # rows per band of the non-XLA path: bounds its temporaries
 def _slice_rows_tf(grid, guide, image=None, band_rows=None):
     """Non-XLA slice (and apply, when `image` is given), processed in bands of rows.
 
-    Without XLA nothing is fused, so the scalar-gather form of `_slice_core` would run 4 * C
-    separate gathers over the whole image; gathering rows of C coefficients is faster but makes
+    Without XLA nothing is fused, so the corner-block form of `_slice_core` would write its
+    `[B, H, W, 4 * C]` gathers for the whole image; gathering rows of C coefficients is faster but makes
     `[B, rows, W, C]` temporaries, so when H is static the image is cut into bands of `band_rows`
     rows (default `_TF_BAND_ROWS`) to keep them small.
     """
@@ -251,10 +299,7 @@ def _slice_band_tf(rows, guide, image):
     out = 0.0
     for offset, weight in zip(offsets, weights):
         out += weight * tf.gather(table, offset[..., 0] // channels)
-    if image is None:
-        return out
-    a = tf.reshape(out, tf.concat([tf.shape(image), [4]], 0))  # [B, R, W, 3, 4]
-    return tf.reduce_sum(a[..., :3] * image[..., None, :], axis=-1) + a[..., 3]
+    return out if image is None else _apply(out, image)
 
 
 def slice_apply_body(grid, guide, image, row_offset=None, total_height=None):
