@@ -25,6 +25,7 @@ def test_bench_model_smoke(tmp_path):
             "--end_to_end_repeats=1",
             "--rss_frames=2",
             "--rss_size=24x40",
+            "--rss_strip_pixels=300",  # 24x40 = 960 pixels: the worker renders in strips
             f"--output={output}",
         ],
         capture_output=True,
@@ -46,16 +47,23 @@ def test_bench_model_smoke(tmp_path):
         "| unfused / fused render |",
         "| r = 1 / r = 8 speed-up (pieces) |",
         "End to end, `VideoStylizer.stream` at 40x56",
-        "Peak RSS, `stream` of 2 uint8 frames of 24x40 at r = 8",
+        "Peak RSS, `stream` of 2 uint8 frames of 24x40 at r = 8 (render_strip_pixels=300;",
         "load average",
     ):
         assert needle in text, needle
     assert not list(tmp_path.glob(".bench_model.*"))  # the atomic write left no temp file
 
 
-def test_bench_model_rejects_bad_size(tmp_path):
+@pytest.mark.parametrize(
+    "flag, message",
+    [
+        ("--sizes=12by5", "--sizes takes HxW"),
+        ("--rss_strip_pixels=0", "--rss_strip_pixels must be"),
+    ],
+)
+def test_bench_model_rejects_bad_flags(tmp_path, flag, message):
     proc = subprocess.run(
-        [sys.executable, str(ROOT / "tools" / "bench_model.py"), "--sizes=12by5"],
+        [sys.executable, str(ROOT / "tools" / "bench_model.py"), flag],
         capture_output=True,
         text=True,
         timeout=300,
@@ -63,4 +71,4 @@ def test_bench_model_rejects_bad_size(tmp_path):
         cwd=tmp_path,
     )
     assert proc.returncode != 0
-    assert "--sizes takes HxW" in proc.stderr
+    assert message in proc.stderr

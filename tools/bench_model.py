@@ -20,7 +20,8 @@ The Table 2 rows are then r = 1: predict + render, r = 8: predict / 8 + render. 
 `--end_to_end_frames N` it also times `VideoStylizer.stream` over N uint8 frames at the first size
 for r = 1 and r = 8, alternating the two `--end_to_end_repeats` times (steady state: timed from the
 first output frame to the last, use N = 8k + 1). With `--rss_frames N` a fresh subprocess streams N
-uint8 frames of `--rss_size` at r = 8 through `stream` and reports its peak resident memory (VmHWM).
+uint8 frames of `--rss_size` at r = 8 through `stream` (strips of `--rss_strip_pixels`, default the
+model's) and reports its peak resident memory (VmHWM).
 The weights are random (`vgg_weights=None`): the time does not depend on them. The load average of
 the machine is printed with the tables: only ratios measured in one run mean anything on a shared
 machine.
@@ -57,6 +58,11 @@ _RSS_FRAMES = flags.DEFINE_integer(
     "rss_frames", 0, "Frames streamed at r = 8 for the peak-memory check (0: skip; issue: 9)."
 )
 _RSS_SIZE = flags.DEFINE_string("rss_size", "3000x4000", "Frame size HxW of the peak-memory check.")
+_RSS_STRIP_PIXELS = flags.DEFINE_integer(
+    "rss_strip_pixels",
+    None,
+    "`render_strip_pixels` of the peak-memory check's stylizer (default: the model's, 2 MP).",
+)
 _RSS_WORKER = flags.DEFINE_bool("rss_worker", False, "Internal: run the peak-memory worker.")
 _OUTPUT = flags.DEFINE_string("output", None, "Also write the markdown tables to this file.")
 
@@ -209,7 +215,8 @@ def rss_worker():
             yield frame, mask
 
     count = 0
-    for out in VideoStylizer(model, r=8).stream(frames(), styles):
+    stylizer = VideoStylizer(model, r=8, render_strip_pixels=_RSS_STRIP_PIXELS.value)
+    for out in stylizer.stream(frames(), styles):
         assert out.shape == (height, width, 3)
         count += 1
     print(
@@ -223,6 +230,8 @@ def _run_rss():
     cmd = [sys.executable, __file__, "--rss_worker", f"--rss_frames={_RSS_FRAMES.value}"]
     cmd += [f"--rss_size={_RSS_SIZE.value}", f"--low_res={_LOW_RES.value}"]
     cmd += [f"--num_regions={_NUM_REGIONS.value}"]
+    if _RSS_STRIP_PIXELS.value is not None:
+        cmd += [f"--rss_strip_pixels={_RSS_STRIP_PIXELS.value}"]
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
     if proc.returncode != 0:
@@ -300,8 +309,9 @@ def format_tables(sizes, results, end_to_end, e2e_size, low_res, loads, rss, rep
     if rss:
         lines += [
             "",
-            f"Peak RSS, `stream` of {rss['n']} uint8 frames of {_RSS_SIZE.value} at r = 8 (fresh "
-            f"process, VmHWM): {rss['peak_mb']:.0f} MB ({rss['base_mb']:.0f} MB after building "
+            f"Peak RSS, `stream` of {rss['n']} uint8 frames of {_RSS_SIZE.value} at r = 8 "
+            f"(render_strip_pixels={_RSS_STRIP_PIXELS.value or 'default'}; fresh process, "
+            f"VmHWM): {rss['peak_mb']:.0f} MB ({rss['base_mb']:.0f} MB after building "
             "the model).",
         ]
     return "\n".join(lines) + "\n"
@@ -317,6 +327,8 @@ def main(argv):
     _parse_size(_RSS_SIZE.value, "--rss_size")
     if _REPEATS.value < 1:
         raise app.UsageError("--repeats must be >= 1.")
+    if _RSS_STRIP_PIXELS.value is not None and _RSS_STRIP_PIXELS.value < 1:
+        raise app.UsageError("--rss_strip_pixels must be >= 1.")
     if _NUM_REGIONS.value < 2:
         raise app.UsageError("--num_regions must be >= 2.")
     if _END_TO_END_FRAMES.value < 0 or _END_TO_END_FRAMES.value == 1:
