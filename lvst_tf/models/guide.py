@@ -12,9 +12,10 @@ rounding (~1e-6).
 
 The inference render (`LocalizedStyleModel.render_inference`, already XLA-compiled) evaluates the
 same 5x5 sum differently: `stencil_logits`, shifted slices of the zero-padded frame times the
-kernel's scalars (5 row sums of 15 terms, then their sum over the 5 rows), compiled with XLA. It reads the uint8 frame as it is (no full-resolution float
-copy) and does the 75 useful multiply-adds per pixel instead of the polyphase form's 360; at 1000x2000
-it took 0.57x the polyphase convolution's time on this CPU. It has no gradient path worth using
+kernel's scalars (5 row sums of 15 terms, then their sum over the 5 rows), compiled with XLA. It
+reads the uint8 frame as it is (no full-resolution float copy) and does the 75 useful
+multiply-adds per pixel instead of the polyphase form's 360; at 1000x2000 its single-pass form took
+0.57x the polyphase convolution's time on this CPU. It has no gradient path worth using
 (training and the non-XLA export keep the polyphase form).
 """
 
