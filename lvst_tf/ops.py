@@ -13,8 +13,9 @@ Slicing convention (docs/method.md#slicing, the HDRNet convention, exactly):
 
 Under XLA the grid becomes a small table of 2x2 (x, depth) corner blocks (`_corner_table`), and
 every pixel reads its lower and upper y rows of that table as two contiguous blocks of 4 * C floats,
-then XLA writes the sliced `[B, H, W, C]` coefficients (docs/ops.md). No `[H, W, GD, C]` tensor is
-ever built. The non-XLA path interpolates the grid along y for every output row and gathers rows of
+then XLA writes the sliced `[B, H, W, C]` coefficients (docs/ops.md); a slice/apply of an image
+above `COEFFICIENT_BUFFER_PIXELS` folds the apply into the corner reduction instead and writes
+nothing per pixel but the output. No `[H, W, GD, C]` tensor is ever built. The non-XLA path interpolates the grid along y for every output row and gathers rows of
 C coefficients in bands of rows (`_slice_rows_tf`).
 """
 
@@ -211,16 +212,26 @@ def _corner_table(grid):
     return tf.reshape(tf.stack(corners, axis=4), [-1, 4 * grid.shape[-1]])
 
 
-def _sliced_coefficients(grid, guide, row_offset=None, total_height=None):
-    """The XLA slice: `[B, H, W, C]`, the grid's tent-weighted interpolation at every pixel.
+# Largest image (pixels, batch included) whose XLA slice/apply writes its per-pixel coefficients
+# (48 bytes a pixel) before applying them; larger images take the fused form, which writes
+# nothing per pixel but the output and takes about 1.6x the time of the buffered form (still
+# less than the previous row-table form). `VideoStylizer` renders strips of at most 2 MP, so its
+# strips take the buffered form; a whole 12 MP frame (e.g. through the SavedModel) the fused one.
+COEFFICIENT_BUFFER_PIXELS = 2_000_000
+
+
+def _corners_and_weights(grid, guide, row_offset=None, total_height=None):
+    """Per pixel, its four (x, depth) corners interpolated along y and their tent weights.
 
     Every pixel reads two rows of `_corner_table` (its lower and upper y taps; each holds its four
     (x, depth) corners): 2 contiguous reads of 4 * C floats, where the previous form built a
-    y-interpolated table for every image row and made 4 * C scalar gathers from it. XLA writes the result as one `[B, H, W, C]` buffer (4 * C bytes a pixel, e.g. 96 MB
-    for a 2 MP strip at C = 12); the fused alternatives that avoid it measured 1.6-2.0x slower
-    (docs/ops.md). Weights and clamping are those of `_axis_taps` (the tent weights, not
-    clamped; taps clamped to the grid), so the result equals the row-table form exactly in exact
-    arithmetic, gradients included.
+    y-interpolated table for every image row and made 4 * C scalar gathers from it. Weights and
+    clamping are those of `_axis_taps` (the tent weights, not clamped; taps clamped to the grid),
+    so the result equals the row-table form exactly in exact arithmetic, gradients included.
+
+    Returns:
+      (corners, weights): `[B, H, W, 4, C]` and `[B, H, W, 4, 1]` float32; the slice is
+      `sum(corners * weights, axis=3)`.
     """
     _, grid_h, grid_w, grid_d, channels = grid.shape
     shape = tf.shape(guide)
@@ -248,6 +259,15 @@ def _sliced_coefficients(grid, guide, row_offset=None, total_height=None):
     wx = wx[None, None, :, None]
     wz = wz[..., None]
     weights = tf.stack([(1 - wx) * (1 - wz), (1 - wx) * wz, wx * (1 - wz), wx * wz], axis=3)
+    return corners, weights
+
+
+def _sliced_coefficients(grid, guide, row_offset=None, total_height=None):
+    """The XLA slice: `[B, H, W, C]`, the grid's tent-weighted interpolation at every pixel.
+
+    XLA writes it as one buffer (4 * C bytes a pixel, e.g. 96 MB for a 2 MP strip at C = 12).
+    """
+    corners, weights = _corners_and_weights(grid, guide, row_offset, total_height)
     return tf.reduce_sum(corners * weights, axis=3)
 
 
@@ -257,14 +277,40 @@ def _apply(coefficients, image):
     return tf.reduce_sum(a[..., :3] * image[..., None, :], axis=-1) + a[..., 3]
 
 
+def _fused_slice_apply(grid, guide, image, row_offset=None, total_height=None):
+    """The slice/apply as one reduction over (corner, input channel): `[B, H, W, 3]` and no
+    per-pixel buffer (XLA fuses it into one loop); 1.6-2.0x the time of the buffered form."""
+    corners, weights = _corners_and_weights(grid, guide, row_offset, total_height)
+    corners = tf.reshape(corners, tf.concat([tf.shape(guide), [4, 3, 4]], 0))
+    homogeneous = tf.concat([image, tf.ones_like(image[..., :1])], axis=-1)  # [B, H, W, 4]
+    factors = weights[..., None] * homogeneous[:, :, :, None, None, :]  # [B, H, W, 4, 1, 4]
+    return tf.reduce_sum(corners * factors, axis=[3, 5])
+
+
 def _slice_core(grid, guide):
     """bilateral_slice body under XLA: `_sliced_coefficients` of the whole image."""
     return _sliced_coefficients(grid, guide)
 
 
 def _slice_apply_core(grid, guide, image, row_offset=None, total_height=None):
-    """bilateral_slice_apply body under XLA: the sliced coefficients, then the affine map."""
-    return _apply(_sliced_coefficients(grid, guide, row_offset, total_height), image)
+    """bilateral_slice_apply body under XLA: the sliced coefficients, then the affine map, for
+    images of at most `COEFFICIENT_BUFFER_PIXELS` pixels (batch included); the fused form above.
+
+    With unknown static shapes the choice is a `tf.cond` on the run-time size, which XLA resolves
+    when it compiles for a concrete shape (only the chosen form is compiled into the executable).
+    """
+    limit = COEFFICIENT_BUFFER_PIXELS
+
+    def buffered():
+        return _apply(_sliced_coefficients(grid, guide, row_offset, total_height), image)
+
+    def fused():
+        return _fused_slice_apply(grid, guide, image, row_offset, total_height)
+
+    if guide.shape.is_fully_defined():
+        return fused() if guide.shape.num_elements() > limit else buffered()
+    pixels = tf.reduce_prod(tf.cast(tf.shape(guide), tf.int64))
+    return tf.cond(pixels > limit, fused, buffered)
 
 
 _TF_BAND_ROWS = 256  # rows per band of the non-XLA path: bounds its temporaries to ~50 MB per band
@@ -367,10 +413,10 @@ def bilateral_slice_apply(grid, guide, image, impl="auto"):
       grid: `[B, GH, GW, GD, 12]` float32; coefficient `4 * row + col` of a row-major 3x4 matrix A.
       guide: `[B, H, W]` float32 in [0, 1] (clipped to [0, 1]).
       image: `[B, H, W, 3]` float32 (uint8 is divided by 255).
-      impl: `"auto"` (the fastest correct path, currently `"xla"`), `"xla"` (the per-pixel gathers
-        fused into one loop by an XLA-compiled function) or `"tf"` (plain TensorFlow ops, no XLA,
-        for callers that must avoid XLA; about 8x slower, processed in bands of 256 rows). Both
-        agree within 1e-5.
+      impl: `"auto"` (the fastest correct path, currently `"xla"`), `"xla"` (the per-pixel corner
+        reads and the apply in an XLA-compiled function; see `COEFFICIENT_BUFFER_PIXELS`) or
+        `"tf"` (plain TensorFlow ops, no XLA, for callers that must avoid XLA; about 4-5x slower,
+        processed in bands of 256 rows). Both agree within 1e-5.
 
     Returns:
       `[B, H, W, 3]` float32, `out_r = sum_c A[r, c] * in_c + A[r, 3]`, not clipped.

@@ -146,6 +146,46 @@ def test_slice_apply_body_of_row_strips_is_the_whole_image(rows):
         ops.slice_apply_body(grid, guide, image, row_offset=0)
 
 
+def test_large_images_take_the_fused_form_with_the_same_values(monkeypatch):
+    # Above COEFFICIENT_BUFFER_PIXELS (here lowered to 1000) the XLA slice/apply writes no
+    # per-pixel coefficients: the fused form, whole images and strips, static and unknown shapes
+    # (the tf.cond XLA resolves per compiled shape), and its gradients equal the buffered form's.
+    monkeypatch.setattr(ops, "COEFFICIENT_BUFFER_PIXELS", 1000)
+    grid = tf.constant(_random((2, 16, 16, 8, 12), 43, -1, 1))
+    guide = tf.constant(_random((2, 37, 53), 44, -0.1, 1.1))  # 3922 pixels: fused
+    image = tf.constant(_random((2, 37, 53, 3), 45))
+    reference = ref_slice_apply(grid, guide, image)
+    body = tf.function(ops.slice_apply_body, jit_compile=True, autograph=False)  # traced here
+    np.testing.assert_allclose(body(grid, guide, image), reference, atol=2e-5)
+    dynamic = tf.function(
+        ops.slice_apply_body,
+        jit_compile=True,
+        input_signature=[
+            tf.TensorSpec([None, 16, 16, 8, 12]),
+            tf.TensorSpec([None, None, None]),
+            tf.TensorSpec([None, None, None, 3]),
+        ],
+    )
+    np.testing.assert_allclose(dynamic(grid, guide, image), reference, atol=2e-5)
+    strip = body(grid, guide[:, 10:30], image[:, 10:30], 10, 37)  # 2120 pixels: fused
+    np.testing.assert_allclose(strip, reference[:, 10:30], atol=2e-5)
+    small = body(grid, guide[:, :4], image[:, :4], 0, 37)  # 424 pixels: buffered
+    np.testing.assert_allclose(small, reference[:, :4], atol=2e-5)
+
+    def grads(fn):
+        with tf.GradientTape() as tape:
+            tape.watch([grid, guide, image])
+            loss = tf.reduce_sum(fn(grid, guide, image) ** 2)
+        return tape.gradient(loss, [grid, guide, image])
+
+    fused = tf.function(ops._fused_slice_apply, jit_compile=True, autograph=False)
+    buffered = tf.function(
+        lambda g, z, x: ops._apply(ops._sliced_coefficients(g, z), x), jit_compile=True
+    )
+    for a, b in zip(grads(fused), grads(buffered)):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
+
+
 def test_non_xla_row_bands_match_reference():
     # impl="tf" cuts tall images into bands of rows; use tiny bands to exercise the seams.
     grid = _random((2, 16, 16, 8, 12), 37, -1, 1)
