@@ -14,8 +14,8 @@ Slicing convention (docs/method.md#slicing, the HDRNet convention, exactly):
 Under XLA the grid becomes a small table of 2x2 (x, depth) corner blocks (`_corner_table`), and
 every pixel reads its lower and upper y rows of that table as two contiguous blocks of 4 * C floats,
 then XLA writes the sliced `[B, H, W, C]` coefficients (docs/ops.md); a slice/apply of an image
-above `COEFFICIENT_BUFFER_PIXELS` folds the apply into the corner reduction instead and writes
-nothing per pixel but the output. No `[H, W, GD, C]` tensor is ever built. The non-XLA path interpolates the grid along y for every output row and gathers rows of
+known at trace time to exceed `COEFFICIENT_BUFFER_PIXELS` folds the apply into the corner
+reduction instead and writes nothing per pixel but the output. No `[H, W, GD, C]` tensor is ever built. The non-XLA path interpolates the grid along y for every output row and gathers rows of
 C coefficients in bands of rows (`_slice_rows_tf`).
 """
 
@@ -213,10 +213,10 @@ def _corner_table(grid):
 
 
 # Largest image (pixels, batch included) whose XLA slice/apply writes its per-pixel coefficients
-# (48 bytes a pixel) before applying them; larger images take the fused form, which writes
-# nothing per pixel but the output and takes about 1.6x the time of the buffered form (still
-# less than the previous row-table form). `VideoStylizer` renders strips of at most 2 MP, so its
-# strips take the buffered form; a whole 12 MP frame (e.g. through the SavedModel) the fused one.
+# (48 bytes a pixel) before applying them, when the image's shape is known at trace time; larger
+# ones take the fused form, which writes nothing per pixel but the output and takes about 1.6x
+# the time of the buffered form (still less than the previous row-table form). Traces with
+# unknown shapes (`VideoStylizer`'s render, the SavedModel) always take the buffered form.
 COEFFICIENT_BUFFER_PIXELS = 2_000_000
 
 
@@ -293,24 +293,19 @@ def _slice_core(grid, guide):
 
 
 def _slice_apply_core(grid, guide, image, row_offset=None, total_height=None):
-    """bilateral_slice_apply body under XLA: the sliced coefficients, then the affine map, for
-    images of at most `COEFFICIENT_BUFFER_PIXELS` pixels (batch included); the fused form above.
+    """slice/apply body under XLA: the sliced coefficients, then the affine map; images of more
+    than `COEFFICIENT_BUFFER_PIXELS` pixels (batch included) whose shape is known when the
+    function is traced take the fused form.
 
-    With unknown static shapes the choice is a `tf.cond` on the run-time size, which XLA resolves
-    when it compiles for a concrete shape (only the chosen form is compiled into the executable).
+    With unknown static shapes (a trace with a relaxed signature, e.g. `VideoStylizer`'s traced
+    render or the SavedModel) the buffered form, whatever the run-time size: the choice cannot
+    be a `tf.cond` on the run-time size, because such a cond, recorded on a gradient tape, makes
+    XLA return dynamically shaped intermediates that the XLA CPU runtime rejects with a fatal
+    check (`ReadDynamicShapesOnCpu`, TensorFlow 2.21).
     """
-    limit = COEFFICIENT_BUFFER_PIXELS
-
-    def buffered():
-        return _apply(_sliced_coefficients(grid, guide, row_offset, total_height), image)
-
-    def fused():
+    if guide.shape.is_fully_defined() and guide.shape.num_elements() > COEFFICIENT_BUFFER_PIXELS:
         return _fused_slice_apply(grid, guide, image, row_offset, total_height)
-
-    if guide.shape.is_fully_defined():
-        return fused() if guide.shape.num_elements() > limit else buffered()
-    pixels = tf.reduce_prod(tf.cast(tf.shape(guide), tf.int64))
-    return tf.cond(pixels > limit, fused, buffered)
+    return _apply(_sliced_coefficients(grid, guide, row_offset, total_height), image)
 
 
 _TF_BAND_ROWS = 256  # rows per band of the non-XLA path: bounds its temporaries to ~50 MB per band
