@@ -15,8 +15,9 @@ Under XLA the grid becomes a small table of 2x2 (x, depth) corner blocks (`_corn
 every pixel reads its lower and upper y rows of that table as two contiguous blocks of 4 * C floats,
 then XLA writes the sliced `[B, H, W, C]` coefficients (docs/ops.md); a slice/apply of an image
 known at trace time to exceed `COEFFICIENT_BUFFER_PIXELS` folds the apply into the corner
-reduction instead and writes nothing per pixel but the output. No `[H, W, GD, C]` tensor is ever built. The non-XLA path interpolates the grid along y for every output row and gathers rows of
-C coefficients in bands of rows (`_slice_rows_tf`).
+reduction instead and writes nothing per pixel but the output. No `[H, W, GD, C]` tensor is ever
+built. The non-XLA path interpolates the grid along y for every output row and gathers rows of C
+coefficients in bands of rows (`_slice_rows_tf`).
 """
 
 from __future__ import annotations
@@ -116,8 +117,8 @@ def _dynamic_checks(grid, guide, image=None):
 # Tent-weight helpers.
 
 
-def _axis_taps(size, grid_size, offset=None, total=None):
-    """Lower tap index (clamped), upper tap index (clamped) and upper weight along one axis.
+def _axis_position(size, grid_size, offset=None, total=None):
+    """Continuous grid coordinate of every pixel along one axis (cell centres at `i + 0.5`).
 
     Args:
       size: number of pixels along the axis (scalar int tensor).
@@ -127,8 +128,7 @@ def _axis_taps(size, grid_size, offset=None, total=None):
         the whole axis' ones, exactly (integer pixel indices are exact in float32).
 
     Returns:
-      (i0, i1, w1): int32 `[size]`, int32 `[size]`, float32 `[size]`; the value at pixel p is
-      `(1 - w1[p]) * g[i0[p]] + w1[p] * g[i1[p]]`.
+      float32 `[size]`: `(index + 0.5) * grid_size / total - 0.5`, in units of cells.
     """
     if offset is None and total is None:
         index = tf.range(size, dtype=tf.float32)
@@ -136,10 +136,29 @@ def _axis_taps(size, grid_size, offset=None, total=None):
     else:
         offset = 0 if offset is None else offset
         index = tf.cast(tf.range(size) + offset, tf.float32)
-    pos = (index + 0.5) * (grid_size / tf.cast(total, tf.float32)) - 0.5
-    lo = tf.floor(pos)
-    w1 = pos - lo
-    lo = tf.cast(lo, tf.int32)
+    return (index + 0.5) * (grid_size / tf.cast(total, tf.float32)) - 0.5
+
+
+def _depth_position(guide, grid_depth):
+    """Continuous depth coordinate of every pixel: the guide clipped to [0, 1], in cells."""
+    return tf.clip_by_value(guide, 0.0, 1.0) * grid_depth - 0.5
+
+
+def _lower_tap(position):
+    """(lower tap index, int32 and not clamped; weight of the upper tap) of grid coordinates."""
+    low = tf.floor(position)
+    return tf.cast(low, tf.int32), position - low
+
+
+def _axis_taps(size, grid_size, offset=None, total=None):
+    """Lower tap index (clamped), upper tap index (clamped) and upper weight along one axis
+    (arguments as in `_axis_position`).
+
+    Returns:
+      (i0, i1, w1): int32 `[size]`, int32 `[size]`, float32 `[size]`; the value at pixel p is
+      `(1 - w1[p]) * g[i0[p]] + w1[p] * g[i1[p]]`.
+    """
+    lo, w1 = _lower_tap(_axis_position(size, grid_size, offset, total))
     i0 = tf.clip_by_value(lo, 0, grid_size - 1)
     i1 = tf.clip_by_value(lo + 1, 0, grid_size - 1)
     return i0, i1, w1
@@ -172,10 +191,8 @@ def _corner_offsets(grid_shape, guide):
     shape = tf.shape(guide)
     batch, height, width = shape[0], shape[1], shape[2]
     i0, i1, wx = _axis_taps(width, grid_w)
-    pos_z = tf.clip_by_value(guide, 0.0, 1.0) * grid_d - 0.5
-    low_z = tf.floor(pos_z)
-    wz = (pos_z - low_z)[..., None]
-    low_z = tf.cast(low_z, tf.int32)
+    low_z, wz = _lower_tap(_depth_position(guide, grid_d))
+    wz = wz[..., None]
     k0 = tf.clip_by_value(low_z, 0, grid_d - 1)[..., None] * channels
     k1 = tf.clip_by_value(low_z + 1, 0, grid_d - 1)[..., None] * channels
     row = (tf.range(batch)[:, None] * height + tf.range(height)[None, :]) * (
@@ -237,15 +254,10 @@ def _corners_and_weights(grid, guide, row_offset=None, total_height=None):
     shape = tf.shape(guide)
     batch, height, width = shape[0], shape[1], shape[2]
     j0, j1, wy = _axis_taps(height, grid_h, row_offset, total_height)
-    pos_x = (tf.range(width, dtype=tf.float32) + 0.5) * (grid_w / tf.cast(width, tf.float32)) - 0.5
-    low_x = tf.floor(pos_x)
-    wx = pos_x - low_x
-    pos_z = tf.clip_by_value(guide, 0.0, 1.0) * grid_d - 0.5
-    low_z = tf.floor(pos_z)
-    wz = pos_z - low_z
+    low_x, wx = _lower_tap(_axis_position(width, grid_w))
+    low_z, wz = _lower_tap(_depth_position(guide, grid_d))
     # Padded table coordinates: p = lo_x + 1 in [0, GW], q = lo_z + 1 in [0, GD].
-    column = tf.cast(low_x, tf.int32) + 1
-    depth = tf.cast(low_z, tf.int32) + 1
+    column, depth = low_x + 1, low_z + 1
     table = _corner_table(grid)
     blocks = (grid_w + 1) * (grid_d + 1)
 
@@ -287,11 +299,6 @@ def _fused_slice_apply(grid, guide, image, row_offset=None, total_height=None):
     return tf.reduce_sum(corners * factors, axis=[3, 5])
 
 
-def _slice_core(grid, guide):
-    """bilateral_slice body under XLA: `_sliced_coefficients` of the whole image."""
-    return _sliced_coefficients(grid, guide)
-
-
 def _slice_apply_core(grid, guide, image, row_offset=None, total_height=None):
     """slice/apply body under XLA: the sliced coefficients, then the affine map; images of more
     than `COEFFICIENT_BUFFER_PIXELS` pixels (batch included) whose shape is known when the
@@ -314,7 +321,7 @@ _TF_BAND_ROWS = 256  # rows per band of the non-XLA path: bounds its temporaries
 def _slice_rows_tf(grid, guide, image=None, band_rows=None):
     """Non-XLA slice (and apply, when `image` is given), processed in bands of rows.
 
-    Without XLA nothing is fused, so the corner-block form of `_slice_core` would write its
+    Without XLA nothing is fused, so the corner-block form of `_sliced_coefficients` would write its
     `[B, H, W, 4 * C]` gathers for the whole image (in bands of 64-256 rows it measured 1.1-1.3x
     this path's time at 1024x1024). Gathering rows of C coefficients makes `[B, rows, W, C]`
     temporaries, so when H is static the image is cut into bands of `band_rows` rows (default
@@ -363,7 +370,7 @@ def slice_apply_body(grid, guide, image, row_offset=None, total_height=None):
     return _slice_apply_core(grid, guide, image, row_offset, total_height)
 
 
-_slice_core_xla = tf.function(_slice_core, jit_compile=True, autograph=False)
+_slice_core_xla = tf.function(_sliced_coefficients, jit_compile=True, autograph=False)
 _slice_apply_core_xla = tf.function(_slice_apply_core, jit_compile=True, autograph=False)
 
 
