@@ -367,7 +367,7 @@ class StylizerModule:
         self.root = root
 
     def empty_state(self) -> dict:
-        """The "first frame" state: zero-element tensors `[0, 1, 1, 1, C_i]`."""
+        """The "first frame" state: zero-element tensors `[0, 1, 1, 1, S_i]` (S_i: state channels)."""
         import tensorflow as tf  # noqa: PLC0415
 
         return {k: tf.zeros([0, 1, 1, 1, s[-1]], tf.float32) for k, s in self._state_shapes.items()}

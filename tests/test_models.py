@@ -553,7 +553,8 @@ def test_explicit_state_matches_training_call(model):
     clip = model({"frames": frames, "masks": masks, "styles": styles})
     stats = model.encode_styles(styles)
     first = model.predict_grids(frames[:, 0], masks[:, 0], stats)
-    for i, c in enumerate(models.st_adain_channels()):
+    assert models.state_channels() == (8, 8, 16, 16, 32, 32)
+    for i, c in enumerate(models.state_channels()):
         size = LOW // 2 ** (i // 2 + 1)
         assert first[f"state_{i}"].shape == (1, 2, size, size, c)
     second = model.predict_grids(frames[:, 1], masks[:, 1], stats, state=first)
@@ -565,9 +566,7 @@ def test_explicit_state_matches_training_call(model):
     fresh = model.predict_grids(frames[:, 1], masks[:, 1], stats)
     assert np.abs(fresh["region_grids"] - second["region_grids"]).max() > 1e-7
     # A zero-element state is a first frame.
-    empty = {
-        f"state_{i}": tf.zeros([0, 0, 0, 0, c]) for i, c in enumerate(models.st_adain_channels())
-    }
+    empty = {f"state_{i}": tf.zeros([0, 0, 0, 0, c]) for i, c in enumerate(models.state_channels())}
     again = model.predict_grids(frames[:, 0], masks[:, 0], stats, state=empty)
     np.testing.assert_allclose(again["grids"], first["grids"], rtol=1e-6, atol=1e-6)
 
@@ -628,7 +627,8 @@ def test_tf_function_with_dynamic_shapes(model):
         stats_spec[f"mean_{i}"] = tf.TensorSpec([None, None, c], tf.float32)
         stats_spec[f"std_{i}"] = tf.TensorSpec([None, None, c], tf.float32)
     state_spec = {
-        f"state_{i}": tf.TensorSpec([None] * 4 + [c], tf.float32) for i, c in enumerate(channels)
+        f"state_{i}": tf.TensorSpec([None] * 4 + [c], tf.float32)
+        for i, c in enumerate(models.state_channels())
     }
     encode = tf.function(
         model.encode_styles,
@@ -656,7 +656,7 @@ def test_tf_function_with_dynamic_shapes(model):
     styles = _rand((1, 2, 50, 40, 3), 1)
     frames = _rand((1, 96, 80, 3), 2)
     masks = _rand((1, 96, 80, 1), 3)
-    empty = {f"state_{i}": tf.zeros([0, 0, 0, 0, c]) for i, c in enumerate(channels)}
+    empty = {f"state_{i}": tf.zeros([0, 0, 0, 0, c]) for i, c in enumerate(models.state_channels())}
     stats = encode(styles)
     first = predict(frames, masks, stats, empty)
     second = predict(frames[:, ::-1], masks, stats, {k: first[k] for k in empty})
@@ -799,6 +799,59 @@ def test_st_adain_shared_features_equal_repeated_features():
     np.testing.assert_allclose(got, ref, rtol=1e-5, atol=1e-5)
     for g, r in zip(got_states, ref_states):
         np.testing.assert_allclose(g, r, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("padding", ["zeros", "reflect"])
+def test_content_path_equals_the_formula_with_t_formed(padding):
+    """The content path never forms t = ST-AdaIN(vc): it convolves vc with S_b3's kernel scaled per
+    region and carries S_b3's share of t as the state. Check both against the block's formula with t
+    formed and concatenated, over two frames (temporal blend), B = 2 frames x K = 3 regions."""
+    rng = np.random.default_rng(4)
+    b, k, f = 2, 3, 8
+    block = models.SplattingBlock(f, 64, 128, alpha_init=0.3, seed=5, conv_padding=padding)
+    c = tf.constant(rng.uniform(size=(b, 16, 16, 64)).astype(np.float32))
+    mask = rng.uniform(size=(b * k, 16, 16)).astype(np.float32)
+    mask[4] = 0.0  # an empty region: whole-image statistics in both forms
+    stats = [
+        (rng.normal(size=(b * k, f)), rng.uniform(0.5, 2.0, (b * k, f))),
+        (rng.normal(size=(b * k, 128)), rng.uniform(0.5, 2.0, (b * k, 128))),
+    ]
+    stats = [(tf.constant(m, tf.float32), tf.constant(s, tf.float32)) for m, s in stats]
+    kernel = block.s3.kernel.numpy()
+
+    def formula(vc, t_prev):
+        vc_rep = tf.repeat(vc, k, axis=0)
+        t = block.adain_vgg(vc_rep, mask, *stats[1], state=t_prev)
+        a_c = block.adain_block(block.s1(tf.repeat(c, k, 0)), mask, *stats[0])
+        out = block.s3(tf.concat([block.s2_content(a_c), t], axis=-1))
+        # S_b3's share of t, a plain convolution with its kernel rows for t.
+        share = tf.nn.conv2d(
+            tf.pad(
+                t,
+                [[0, 0], [1, 1], [1, 1], [0, 0]],
+                "REFLECT" if padding == "reflect" else "CONSTANT",
+            ),
+            kernel[:, :, f:, :],
+            1,
+            "VALID",
+        )
+        return out, t, share
+
+    t_prev, shared_state, unshared_state = None, None, None
+    for frame in range(2):
+        vc = tf.constant(rng.uniform(size=(b, 8, 8, 128)).astype(np.float32))
+        ref, t_prev, ref_share = formula(vc, t_prev)
+        got, (_, shared_state) = block.content_path(
+            c, vc, mask, stats, (None, shared_state), regions=k, content_shared=True
+        )
+        # Unshared inputs (one group per sample) give the same.
+        unshared, (_, unshared_state) = block.content_path(
+            tf.repeat(c, k, 0), tf.repeat(vc, k, 0), mask, stats, (None, unshared_state)
+        )
+        for out, state in ((got, shared_state), (unshared, unshared_state)):
+            assert state.shape == (b * k, 8, 8, f), frame
+            np.testing.assert_allclose(out, ref, rtol=1e-5, atol=2e-5)
+            np.testing.assert_allclose(state, ref_share, rtol=1e-5, atol=2e-5)
 
 
 def test_paper_mode_is_the_two_region_blend(model):

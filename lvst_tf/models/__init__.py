@@ -16,6 +16,7 @@ from lvst_tf.models.model import (
     build_model,
     count_trainable_params,
     st_adain_channels,
+    state_channels,
 )
 from lvst_tf.models.splatting import SplattingBlock
 from lvst_tf.models.st_adain import STAdaIN, feature_moments, masked_moments
@@ -35,4 +36,5 @@ __all__ = [
     "load_vgg_weights",
     "masked_moments",
     "st_adain_channels",
+    "state_channels",
 ]

@@ -73,7 +73,8 @@ class ReflectConv2D(keras.layers.Conv2D):
         kwargs["padding"] = "valid"
         super().__init__(*args, **kwargs)
 
-    def call(self, inputs):
+    def pad(self, inputs):
+        """The input mirrored by the amounts of 'same' padding."""
         shape = tf.shape(inputs)
         (kh, kw), (sh, sw) = self.kernel_size, self.strides
         paddings = [
@@ -82,7 +83,10 @@ class ReflectConv2D(keras.layers.Conv2D):
             _same_amounts(shape[2], kw, sw),
             [0, 0],
         ]
-        return super().call(tf.pad(inputs, paddings, mode="REFLECT"))
+        return tf.pad(inputs, paddings, mode="REFLECT")
+
+    def call(self, inputs):
+        return super().call(self.pad(inputs))
 
     def compute_output_shape(self, input_shape):
         def out(size, stride):
@@ -90,6 +94,22 @@ class ReflectConv2D(keras.layers.Conv2D):
 
         n, h, w = input_shape[0], input_shape[1], input_shape[2]
         return (n, out(h, self.strides[0]), out(w, self.strides[1]), self.filters)
+
+
+def linear_conv(layer, inputs, kernel):
+    """`layer`'s convolution (its padding and strides) with another kernel, no bias, no activation.
+
+    `kernel` is `[kh, kw, C_in, C_out]` in the layer's kernel size; `C_in` may divide the input's
+    channels (a grouped convolution, one group per `C_in` input channels and `C_out / groups`
+    outputs). Runs in the layer's compute dtype.
+    """
+    dtype = layer.compute_dtype
+    inputs = tf.cast(inputs, dtype)
+    kernel = tf.cast(kernel, dtype)
+    padding = "SAME"
+    if isinstance(layer, ReflectConv2D):
+        inputs, padding = layer.pad(inputs), "VALID"
+    return tf.nn.conv2d(inputs, kernel, [1, *layer.strides, 1], padding)
 
 
 def conv(filters, kernel_size, name, seed, strides=1, activation=None, padding="zeros", **kwargs):

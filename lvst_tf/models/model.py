@@ -48,6 +48,12 @@ def st_adain_channels():
     return tuple(channels)
 
 
+def state_channels():
+    """Channels of the temporal state `state_i`, i = 0..5: layer 2b's output y~ (block b's filters),
+    and for layer 2b + 1 S_b3's share of its output (also block b's filters; `SplattingBlock`)."""
+    return tuple(f for f in BLOCK_FILTERS for _ in range(2))
+
+
 def _as_image(x, name):
     """uint8 -> float32 / 255; other dtypes cast to float32 (nothing clipped)."""
     x = tf.convert_to_tensor(x)
@@ -522,7 +528,8 @@ class LocalizedStyleModel(keras.Model):
         Returns:
           dict: `grids [B, GH, GW, GD, 12]` (blended), `region_grids [B, K, GH, GW, GD, 12]`,
           `grid_masks [B, K, GH, GW, GD]`, `enhanced_masks [B, l, l, K-1]`, `region_masks [B, l, l, K]`,
-          `guide_low [B, l, l]`, and `state_i [B, K, h_i, h_i, C_i]` (i = 0..5).
+          `guide_low [B, l, l]`, and `state_i [B, K, h_i, h_i, S_i]` (i = 0..5), S = (8, 8, 16, 16,
+          32, 32) (`state_channels`): y~ of layer 2b, and S_b3's share of y~ of layer 2b + 1.
         """
         del training
         mode = self.soft_mask_mode if soft_mask_mode is None else soft_mask_mode
@@ -646,7 +653,8 @@ class LocalizedStyleModel(keras.Model):
         return out
 
     def _flat_state(self, state):
-        """State dict `state_i [B, K, h, w, C]` -> list of `[B * K, h, w, C]` (None = first frame)."""
+        """State dict `state_i [B, K, h, w, S_i]` -> list of `[B * K, h, w, S_i]` (None = first
+        frame)."""
         if state is None:
             return [None] * NUM_ST_ADAIN
         if not isinstance(state, dict):
@@ -654,7 +662,7 @@ class LocalizedStyleModel(keras.Model):
                 "`state` must be None or the dict of state_0..state_5 from predict_grids."
             )
         flat = []
-        channels = st_adain_channels()
+        channels = state_channels()
         for i in range(NUM_ST_ADAIN):
             key = f"state_{i}"
             if key not in state:

@@ -7,6 +7,9 @@ its own output scale:
   b_c = S_b2c(a_c'), b_s = S_b2s(a_s)          S_b2: 3x3 stride 1, relu, one per path [decision]
   t = ST-AdaIN(vc; vs)                         (VGG-path ST-AdaIN layer)
   c_out = S_b3(concat(b_c, t)), s_out = S_b3(concat(b_s, vs))   S_b3: 3x3, relu, shared [paper]
+On the content path t is a per-channel affine map of vc per region, so S_b3's share of it is one
+convolution of vc with a per-region scaled kernel (`vgg_projection`): t itself, `vgg_channels` wide
+for every region, is never formed, and the temporal state of that layer is S_b3's share of t.
 The style path never depends on the content, so the style side is run once per style image and
 represented only by the statistics of a_s and vs (what the two ST-AdaIN layers consume).
 
@@ -50,9 +53,10 @@ class SplattingBlock(keras.layers.Layer):
       style_path(s, vs, compute_output=True, mask=None) -> (s_out, [(mean, std) of a_s,
         (mean, std) of vs]), statistics `[N, C]` (over `mask`, a region of the style, if given).
       content_path(c, vc, mask, style_stats, states, regions=None, content_shared=False) ->
-        (c_out, [state_a, state_v]); mask `[N, h, w]` at any resolution; states: [y~ of a_c', y~ of
-        t] of the previous frame or [None, None]; `regions=K`: shared `[B, ...]` VGG inputs.
-        The returned states are the ST-AdaIN outputs (float32 with their default policy).
+        (c_out, [state_a, state_v]); mask `[N, h, w]` at any resolution; states: [y~ of a_c',
+        conv(y~ of t)] of the previous frame or [None, None]; `regions=K`: shared `[B, ...]` VGG
+        inputs. The returned states, float32: y~ of a_c' (`[N, h, w, filters]`) and S_b3's share of
+        y~ of t (`[N, h, w, filters]`, see `vgg_projection`).
       call(c, s, vc, vs, mask) -> (c_out, s_out): both paths for one frame without temporal state.
     """
 
@@ -148,6 +152,10 @@ class SplattingBlock(keras.layers.Layer):
         With `regions=K`, `vc` is `[B, h, w, C]`, shared by the K regions (and `c` too when
         `content_shared`): block 1's S_b1 then runs once per frame and nothing is copied K times.
         The result equals that of repeating the shared inputs K times (b-major) up to float rounding.
+
+        The VGG-path ST-AdaIN output t is never formed: S_b3 is linear in its input, so its share
+        `P = conv(t)` is computed from `vc` directly (`vgg_projection`) and blended in time like t
+        itself. P, not t, is the state of that layer (`[N, h, w, filters]`).
         """
         self._check(c, self.in_channels, "c")
         self._check(vc, self.vgg_channels, "vc")
@@ -155,9 +163,50 @@ class SplattingBlock(keras.layers.Layer):
         a_regions = regions if content_shared else None
         a_c = self.adain_block(self.s1(c), mask, mean_a, std_a, states[0], regions=a_regions)
         b_c = self.s2_content(a_c)
-        t = self.adain_vgg(vc, mask, mean_v, std_v, states[1], regions=regions)
-        c_out = self.s3(tf.concat([b_c, tf.cast(t, b_c.dtype)], axis=-1))
-        return c_out, [a_c, t]
+        p = self.adain_vgg.blend(
+            self.vgg_projection(vc, mask, mean_v, std_v, regions=regions), states[1]
+        )
+        kernel = self.s3.kernel[:, :, : self.filters, :]
+        z = _common.linear_conv(self.s3, b_c, kernel) + tf.cast(p, self.s3.compute_dtype)
+        c_out = self.s3.activation(tf.nn.bias_add(z, tf.cast(self.s3.bias, z.dtype)))
+        return c_out, [a_c, p]
+
+    def vgg_projection(self, vc, mask, style_mean, style_std, regions=None):
+        """S_b3's convolution (no bias) of the VGG-path ST-AdaIN output `t = vc * scale + shift`.
+
+        conv(t) = conv(vc) with the kernel's input channels multiplied by `scale`, plus the
+        convolution of the constant field `shift` (which depends on the padding near the border).
+        All samples and regions run as one grouped convolution of `vc` (a plain one when `vc` is one
+        shared frame): `filters` outputs per region instead of a `vgg_channels`-wide t per region.
+
+        Args:
+          vc: `[G, h, w, vgg_channels]`: G = B frames shared by `regions=K` regions, or G = N
+            samples (regions None).
+          mask, style_mean, style_std, regions: as `STAdaIN`.
+
+        Returns:
+          `[G * K, h, w, filters]` (b-major) float32; K = 1 when regions is None.
+        """
+        scale, shift = self.adain_vgg.affine_params(vc, mask, style_mean, style_std, regions)
+        if regions is None:
+            scale, shift = scale[:, None], shift[:, None]  # [N, 1, C]
+        f = self.filters
+        kernel = tf.cast(self.s3.kernel, tf.float32)[:, :, f:, :]  # [kh, kw, C, f]
+        kh, kw, channels = (int(d) for d in kernel.shape[:3])
+        groups, size = tf.shape(vc)[0], tf.shape(vc)[1:3]
+        # Output channel (g * K + k) * f + o of both kernels: region k of group g.
+        scaled = tf.reshape(tf.einsum("yxco,gkc->yxcgko", kernel, scale), [kh, kw, channels, -1])
+        shifted = tf.reshape(tf.einsum("yxco,gkc->yxgko", kernel, shift), [kh, kw, 1, -1])
+        if vc.shape[0] == 1:
+            x = vc
+        else:  # the groups side by side in channels: [1, h, w, G * C]
+            x = tf.transpose(vc, [1, 2, 0, 3])
+            x = tf.reshape(x, tf.concat([[1], size, [groups * channels]], axis=0))
+        ones = tf.ones(tf.concat([[1], size, [1]], axis=0), self.s3.compute_dtype)
+        z = _common.linear_conv(self.s3, x, scaled) + _common.linear_conv(self.s3, ones, shifted)
+        z = tf.reshape(z, tf.concat([size, [-1, f]], axis=0))  # [h, w, G * K, f]
+        z = tf.cast(tf.transpose(z, [2, 0, 1, 3]), tf.float32)
+        return tf.ensure_shape(z, [None, *vc.shape[1:3], f])
 
     def call(self, c, s, vc, vs, mask):
         s_out, stats = self.style_path(s, vs)

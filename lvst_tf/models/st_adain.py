@@ -205,8 +205,14 @@ class STAdaIN(keras.layers.Layer):
             return tf.constant(0.0)
         return tf.sigmoid(tf.cast(tf.convert_to_tensor(self.blend_logit), tf.float32))
 
-    def adain(self, x, mask, style_mean, style_std, regions=None):
-        """Masked AdaIN without the temporal blend: y_t `[N, h, w, C]` (see the class docstring)."""
+    def affine_params(self, x, mask, style_mean, style_std, regions=None):
+        """The masked AdaIN map as a per-channel affine `y = x * scale + shift`: the one owner of it.
+
+        Args: as `adain`.
+
+        Returns:
+          (scale, shift) float32: `[N, C]`, or `[B, K, C]` with `regions=K` (x `[B, h, w, C]`).
+        """
         x = tf.cast(x, tf.float32)
         if x.shape[1] is None or x.shape[2] is None:
             size = tf.shape(x)[1:3]
@@ -215,23 +221,26 @@ class STAdaIN(keras.layers.Layer):
         mask = resize_mask(mask, size)
         style_std = tf.cast(style_std, tf.float32)
         style_mean = tf.cast(style_mean, tf.float32)
-
-        def affine(x, mean, std, style_mean, style_std):
-            # y = (x - mean) / std * style_std + style_mean, as one per-channel affine map
-            # x * a + b (two passes over the feature instead of four); statistics [..., C].
-            a = style_std / std
-            return x * a[..., None, None, :] + (style_mean - mean * a)[..., None, None, :]
-
         if regions is None:
             mean, std = masked_moments(x, mask, self.epsilon)
-            return affine(x, mean, std, style_mean, style_std)
-        # Shared features: masks [B * K, h, w] -> [B, h, w, K]; statistics [B, K, C].
-        masks = tf.reshape(mask, tf.stack([-1, regions, size[0], size[1]]))
-        mean, std = masked_moments(x, tf.transpose(masks, [0, 2, 3, 1]), self.epsilon)
-        channels = x.shape[-1] if x.shape[-1] is not None else tf.shape(x)[-1]
-        style_std = tf.reshape(style_std, tf.stack([-1, regions, channels]))
-        style_mean = tf.reshape(style_mean, tf.stack([-1, regions, channels]))
-        y = affine(x[:, None], mean, std, style_mean, style_std)  # [B, K, h, w, C]
+        else:
+            # Shared features: masks [B * K, h, w] -> [B, h, w, K]; statistics [B, K, C].
+            masks = tf.reshape(mask, tf.stack([-1, regions, size[0], size[1]]))
+            mean, std = masked_moments(x, tf.transpose(masks, [0, 2, 3, 1]), self.epsilon)
+            channels = x.shape[-1] if x.shape[-1] is not None else tf.shape(x)[-1]
+            style_std = tf.reshape(style_std, tf.stack([-1, regions, channels]))
+            style_mean = tf.reshape(style_mean, tf.stack([-1, regions, channels]))
+        # y = (x - mean) / std * style_std + style_mean = x * scale + shift.
+        scale = style_std / std
+        return scale, style_mean - mean * scale
+
+    def adain(self, x, mask, style_mean, style_std, regions=None):
+        """Masked AdaIN without the temporal blend: y_t `[N, h, w, C]` (see the class docstring)."""
+        x = tf.cast(x, tf.float32)
+        scale, shift = self.affine_params(x, mask, style_mean, style_std, regions)
+        if regions is None:
+            return x * scale[:, None, None, :] + shift[:, None, None, :]
+        y = x[:, None] * scale[:, :, None, None, :] + shift[:, :, None, None, :]  # [B, K, h, w, C]
         out = tf.reshape(y, tf.concat([[-1], tf.shape(y)[2:]], axis=0))
         return tf.ensure_shape(out, [None, *x.shape[1:]])
 
