@@ -534,7 +534,21 @@ def soft_grid_mask(guide, mask, grid_shape=(16, 16, 8), mode="normalized"):
     cell_y = tf.one_hot(tf.range(height) * grid_h // height, grid_h, dtype=tf.float32)
     cell_x = tf.one_hot(tf.range(width) * grid_w // width, grid_w, dtype=tf.float32)
 
+    static_h, static_w = guide.shape[1], guide.shape[2]
+    blocks = (
+        static_h is not None
+        and static_w is not None
+        and static_h % grid_h == 0
+        and static_w % grid_w == 0
+    )
+
     def pool(values):  # [B, H, W, D] -> per-cell sums [B, GH, GW, D]
+        if blocks:  # equal cells (the model's low-res stream): a reshape and one sum
+            depth = values.shape[-1]
+            cells = tf.reshape(
+                values, [-1, grid_h, static_h // grid_h, grid_w, static_w // grid_w, depth]
+            )
+            return tf.reduce_sum(cells, axis=[2, 4])
         per_col = tf.einsum("xj,byxd->byjd", cell_x, values)
         return tf.einsum("yi,byjd->bijd", cell_y, per_col)
 

@@ -33,6 +33,7 @@ from lvst_tf.models.grid_head import GridHead
 from lvst_tf.models.guide import Guide
 from lvst_tf.models.mask_net import MaskNet
 from lvst_tf.models.splatting import SplattingBlock
+from lvst_tf.models.st_adain import resize_mask
 
 BLOCK_FILTERS = (8, 16, 32)
 NUM_ST_ADAIN = 2 * len(BLOCK_FILTERS)
@@ -608,7 +609,13 @@ class LocalizedStyleModel(keras.Model):
         prev = self._flat_state(state)
         new_state = {}
         c = taps[0]
+        block_masks = region_flat
         for b, block in enumerate(self.blocks):
+            # Both ST-AdaIN layers of block b work at taps[b + 1]'s size: the region masks are
+            # pooled to it once, from the previous block's (2x2 block means of 2x2 block means).
+            size = taps[b + 1].shape[1:3]
+            size = tuple(size) if size.is_fully_defined() else tf.shape(taps[b + 1])[1:3]
+            block_masks = resize_mask(block_masks, size)
             i0, i1 = 2 * b, 2 * b + 1
             stats = [
                 (flat_stats(f"mean_{i0}"), flat_stats(f"std_{i0}")),
@@ -617,7 +624,7 @@ class LocalizedStyleModel(keras.Model):
             c, (y0, y1) = block.content_path(
                 c,
                 taps[b + 1],
-                region_flat,
+                block_masks,
                 stats,
                 (prev[i0], prev[i1]),
                 regions=regions,

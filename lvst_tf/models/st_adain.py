@@ -92,9 +92,14 @@ def masked_moments(x, mask, epsilon=DEFAULT_EPSILON, empty="image", variance="ce
         0 in a sample takes the whole-image statistics [decision: keeps features finite; such a region
         gets zero weight in the grid blend anyway]. "floor" (the training loss): sums are divided by
         max(sum(m), epsilon), so an empty region gets mean 0 and std sqrt(epsilon).
-      variance: "centered" (the formula above, two passes: no cancellation; ST-AdaIN) or
-        "expanded" (E_m[x^2] - mean^2, clamped at 0: one pass, no `[N, h, w, K, C]` temporary, but
-        it loses precision when a channel's mean is large against its spread; the training loss).
+      variance: how var is computed. Both take the region sums as matrix products
+        `[K, h*w] x [h*w, C]` (one pass over x, no `[N, K, h, w, C]` temporary):
+        "centered" (ST-AdaIN): sums of d = x - g and d^2, with g the whole-image mean of each
+        channel, then var = sum(m d^2) / sum(m) - (mean - g)^2. That is the centered formula's
+        value to float32 rounding unless a region's mean is far from the image's mean relative to
+        the region's spread (the relative error grows like (mean - g)^2 / var);
+        "expanded" (the training loss): E_m[x^2] - mean^2 without the shift, clamped at 0; it
+        loses precision when a channel's mean is large against its spread.
         They agree up to float rounding on features like VGG's.
 
     Returns:
@@ -109,24 +114,36 @@ def masked_moments(x, mask, epsilon=DEFAULT_EPSILON, empty="image", variance="ce
     single = m.shape.rank == 3
     if single:
         m = m[..., None]
-    # Region sums as matrix products [K, h*w] x [h*w, C]: no [N, K, h, w, C] temporary for them.
+    if empty == "image":  # one more region, the whole image: its statistics come with the others
+        m = tf.concat([m, tf.ones_like(m[..., :1])], axis=-1)
+    if variance == "centered":
+        shift = tf.reduce_mean(x, axis=[1, 2])  # [N, C]
+        x = x - shift[:, None, None, :]
+        shift = shift[:, None]
     total = tf.reduce_sum(m, axis=[1, 2])[..., None]  # [N, K, 1]
     area = tf.maximum(total, epsilon) if empty == "floor" else total
-    mean = tf.math.divide_no_nan(tf.einsum("nhwk,nhwc->nkc", m, x), area)
-    if variance == "expanded":
-        second = tf.math.divide_no_nan(tf.einsum("nhwk,nhwc->nkc", m, tf.square(x)), area)
-        var = tf.maximum(second - tf.square(mean), 0.0)
+    # [N, h*w, K]^T x [N, h*w, C]: a batched matrix product per moment.
+    shape = tf.shape(x)
+    m_flat = tf.reshape(m, tf.stack([shape[0], -1, tf.shape(m)[-1]]))
+    x_flat = tf.reshape(x, tf.stack([shape[0], -1, shape[3]]))
+    first = tf.math.divide_no_nan(tf.matmul(m_flat, x_flat, transpose_a=True), area)
+    second = tf.math.divide_no_nan(tf.matmul(m_flat, tf.square(x_flat), transpose_a=True), area)
+    if variance == "centered":
+        # With weights w = m / area summing to r (1 unless the "floor" rule applies) and
+        # delta = mean - g: sum(w (x - mean)^2) = E_w[d^2] - 2 delta E_w[d] + r delta^2.
+        ratio = tf.math.divide_no_nan(total, area)
+        mean = first + shift * ratio
+        delta = mean - shift
+        var = tf.maximum(second - 2.0 * delta * first + ratio * tf.square(delta), 0.0)
     else:
-        # Two-pass: the squared deviations from each region's own mean (one [N, K, h, w, C]
-        # temporary), summed against the masks as a batched matrix product.
-        deviation = tf.square(x[:, None] - mean[:, :, None, None, :])
-        m_first = tf.transpose(m, [0, 3, 1, 2])  # [N, K, h, w]
-        var = tf.math.divide_no_nan(tf.einsum("nkhw,nkhwc->nkc", m_first, deviation), area)
+        mean = first
+        var = tf.maximum(second - tf.square(mean), 0.0)
     if empty == "image":
-        full_mean, full_var = tf.nn.moments(x, axes=[1, 2])
-        is_empty = total <= 0.0
-        mean = tf.where(is_empty, full_mean[:, None], mean)
-        var = tf.where(is_empty, full_var[:, None], var)
+        mean, full_mean = mean[:, :-1], mean[:, -1:]
+        var, full_var = var[:, :-1], var[:, -1:]
+        is_empty = total[:, :-1] <= 0.0
+        mean = tf.where(is_empty, full_mean, mean)
+        var = tf.where(is_empty, full_var, var)
     std = tf.sqrt(var + epsilon)
     if single:
         return mean[:, 0], std[:, 0]
