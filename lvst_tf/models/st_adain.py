@@ -116,16 +116,15 @@ def masked_moments(x, mask, epsilon=DEFAULT_EPSILON, empty="image", variance="ce
         m = m[..., None]
     if empty == "image":  # one more region, the whole image: its statistics come with the others
         m = tf.concat([m, tf.ones_like(m[..., :1])], axis=-1)
-    if variance == "centered":
-        shift = tf.reduce_mean(x, axis=[1, 2])  # [N, C]
-        x = x - shift[:, None, None, :]
-        shift = shift[:, None]
     total = tf.reduce_sum(m, axis=[1, 2])[..., None]  # [N, K, 1]
     area = tf.maximum(total, epsilon) if empty == "floor" else total
     # [N, h*w, K]^T x [N, h*w, C]: a batched matrix product per moment.
     shape = tf.shape(x)
     m_flat = tf.reshape(m, tf.stack([shape[0], -1, tf.shape(m)[-1]]))
     x_flat = tf.reshape(x, tf.stack([shape[0], -1, shape[3]]))
+    if variance == "centered":
+        shift = tf.reduce_mean(x_flat, axis=1, keepdims=True)  # [N, 1, C]
+        x_flat = x_flat - shift
     first = tf.math.divide_no_nan(tf.matmul(m_flat, x_flat, transpose_a=True), area)
     second = tf.math.divide_no_nan(tf.matmul(m_flat, tf.square(x_flat), transpose_a=True), area)
     if variance == "centered":
