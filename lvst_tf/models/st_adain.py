@@ -122,20 +122,20 @@ def masked_moments(x, mask, epsilon=DEFAULT_EPSILON, empty="image", variance="ce
     shape = tf.shape(x)
     m_flat = tf.reshape(m, tf.stack([shape[0], -1, tf.shape(m)[-1]]))
     x_flat = tf.reshape(x, tf.stack([shape[0], -1, shape[3]]))
+    mean = tf.math.divide_no_nan(tf.matmul(m_flat, x_flat, transpose_a=True), area)
     if variance == "centered":
+        # Second moments of d = x - g (g: the image mean), one fused pass. With weights
+        # w = m / area summing to r (1 unless the "floor" rule applies) and delta = mean - g:
+        # sum(w (x - mean)^2) = E_w[d^2] - 2 delta E_w[d] + r delta^2, E_w[d] = mean - r g.
         shift = tf.reduce_mean(x_flat, axis=1, keepdims=True)  # [N, 1, C]
-        x_flat = x_flat - shift
-    first = tf.math.divide_no_nan(tf.matmul(m_flat, x_flat, transpose_a=True), area)
-    second = tf.math.divide_no_nan(tf.matmul(m_flat, tf.square(x_flat), transpose_a=True), area)
-    if variance == "centered":
-        # With weights w = m / area summing to r (1 unless the "floor" rule applies) and
-        # delta = mean - g: sum(w (x - mean)^2) = E_w[d^2] - 2 delta E_w[d] + r delta^2.
+        squares = tf.math.squared_difference(x_flat, shift)
+        second = tf.math.divide_no_nan(tf.matmul(m_flat, squares, transpose_a=True), area)
         ratio = tf.math.divide_no_nan(total, area)
-        mean = first + shift * ratio
         delta = mean - shift
+        first = mean - ratio * shift
         var = tf.maximum(second - 2.0 * delta * first + ratio * tf.square(delta), 0.0)
     else:
-        mean = first
+        second = tf.math.divide_no_nan(tf.matmul(m_flat, tf.square(x_flat), transpose_a=True), area)
         var = tf.maximum(second - tf.square(mean), 0.0)
     if empty == "image":
         mean, full_mean = mean[:, :-1], mean[:, -1:]
