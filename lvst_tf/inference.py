@@ -256,12 +256,12 @@ def _concat_stats(parts: Sequence[dict[str, tf.Tensor]]) -> dict[str, tf.Tensor]
     return {k: tf.concat([p[k] for p in parts], axis=1) for k in parts[0]}
 
 
-def _frame_tensor(frame: np.ndarray, keep_uint8: bool) -> tf.Tensor:
-    """One validated frame `[H, W, 3]` -> `[1, H, W, 3]`: uint8 as is (when the model takes it),
-    else float32 in [0, 1]."""
+def _frame_array(frame: np.ndarray, keep_uint8: bool) -> np.ndarray:
+    """One validated frame `[H, W, 3]` -> `[1, H, W, 3]`: uint8 as is, a view (when the model
+    takes it), else float32 in [0, 1]."""
     if frame.dtype == np.uint8 and keep_uint8:
-        return tf.convert_to_tensor(frame[None])
-    return tf.convert_to_tensor(_image_to_float(frame)[None])
+        return frame[None]
+    return _image_to_float(frame)[None]
 
 
 def _mask_tensor(mask: np.ndarray) -> tf.Tensor:
@@ -410,24 +410,37 @@ class _Traced:
         """`render` of a frame strip by strip (`strips`: row ranges from the model's
         `render_strips`, covering the frame), each written into one preallocated output:
         `[1, H, W, 3]` float32 NumPy array, the same values as `render` (docs/inference.md#strips).
-        Only for a model with `render_inference`."""
-        key = ("render_strips", frame.dtype)
+        Each strip is rendered from the rows it reads (`model.strip_window`, `render_window`), so
+        only those rows of `frame` (a NumPy array or a CPU tensor) are copied into a tensor at a
+        time. Only for a model with `render_inference`."""
+        frame = np.asarray(frame)  # a CPU tensor's array shares its buffer
+        key = ("render_strips", tf.as_dtype(frame.dtype))
         fn = self._fns.get(key)
+        model_ref = self._model_ref
         if fn is None:
-            model_ref = self._model_ref
 
-            def render_rows(grids, next_grids, weight, frame, start, stop):
+            def render_rows(grids, next_grids, weight, window, top, start, stop, height):
                 grid = _blend(grids, next_grids, weight)
-                return model_ref().render_inference(grid, frame, rows=(start, stop))
+                return model_ref().render_window(grid, window, top, (start, stop), height)
 
             scalar = tf.TensorSpec([], tf.int32)
-            specs = [*_render_specs(grids, frame), scalar, scalar]
+            specs = [*_render_specs(grids, frame), scalar, scalar, scalar, scalar]
             fn = tf.function(render_rows, input_signature=specs, autograph=False)
             self._fns[key] = fn
+        height = frame.shape[1]
         out = np.empty((*frame.shape[:3], 3), np.float32)
         for start, stop in strips:
+            # Only the rows the strip reads become a tensor: the whole frame is never copied.
+            low, high = (int(v) for v in model_ref().strip_window(start, stop, height))
             out[:, start:stop] = fn(
-                grids, next_grids, weight, frame, np.int32(start), np.int32(stop)
+                grids,
+                next_grids,
+                weight,
+                frame[:, low:high],
+                np.int32(low),
+                np.int32(start),
+                np.int32(stop),
+                np.int32(height),
             )
         return out
 
@@ -678,6 +691,7 @@ class VideoStylizer:
             if len(strips) > 1:
                 return self._traced.render_strips(grids, next_grids, weight, frame, strips)
         # .numpy() of a CPU tensor shares its buffer: no copy of the output frame.
+        frame = tf.convert_to_tensor(frame)
         return self._traced.render(grids, next_grids, weight, frame).numpy()
 
     # -- public API ----------------------------------------------------------------------------------
@@ -892,15 +906,17 @@ class VideoStylizer:
         def keyframe(t, frame, mask):
             """Predicts keyframe t, renders the pending frames before it, then t itself."""
             nonlocal key_grids
-            frame_t = _frame_tensor(frame, keep_uint8)  # converted once for predict and render
-            grids = predict(t, frame_t, mask)
+            # NumPy frames (uint8: views of the caller's arrays) until a render or predict needs a
+            # tensor: large frames become tensors only strip by strip (`render_strips`).
+            frame_a = _frame_array(frame, keep_uint8)
+            grids = predict(t, tf.convert_to_tensor(frame_a), mask)
             if pending:
                 weights = self._segment_weights(t)
                 for t_p, frame_p in pending:
-                    yield render(key_grids, _frame_tensor(frame_p, keep_uint8), grids, weights[t_p])
+                    yield render(key_grids, _frame_array(frame_p, keep_uint8), grids, weights[t_p])
                 pending.clear()
             key_grids = grids
-            yield render(grids, frame_t)
+            yield render(grids, frame_a)
 
         for t, (frame, mask) in enumerate(pairs):
             if encoded is None:
@@ -910,7 +926,7 @@ class VideoStylizer:
                 pending_mask = None
                 yield from keyframe(t, frame, mask)
             elif self.interpolation == "hold":
-                yield render(key_grids, _frame_tensor(frame, keep_uint8))
+                yield render(key_grids, _frame_array(frame, keep_uint8))
             else:
                 pending.append((t, frame))
                 pending_mask = mask

@@ -1001,12 +1001,16 @@ def test_render_inference_rows_put_together_are_the_whole_render(
         for clip in (True, False):
             whole = m.render_inference(grids, frames, clip=clip).numpy()
             for rows in (1, 2, 3, 5):
-                parts = [
-                    m.render_inference(grids, frames, clip=clip, rows=r).numpy()
-                    for r in _strip_bounds(height, rows)
-                ]
-                out = np.concatenate(parts, axis=1)
-                np.testing.assert_allclose(out, whole, rtol=0, atol=1e-6, err_msg=f"{rows}")
+                parts, from_windows = [], []
+                for r in _strip_bounds(height, rows):
+                    parts.append(m.render_inference(grids, frames, clip=clip, rows=r).numpy())
+                    # The same rows from the window of the frame that the strip reads only.
+                    low, high = (int(v) for v in m.strip_window(*r, height))
+                    window = frames[:, low:high]
+                    got = m.render_window(grids, window, low, r, height, clip=clip).numpy()
+                    from_windows.append(got)
+                for out in (np.concatenate(parts, axis=1), np.concatenate(from_windows, axis=1)):
+                    np.testing.assert_allclose(out, whole, rtol=0, atol=1e-6, err_msg=f"{rows}")
 
 
 def test_render_inference_rows_traced_with_any_size(model):
@@ -1038,6 +1042,24 @@ def test_render_inference_rows_traced_with_any_size(model):
         model.render_inference(grids, frames8, rows=(0, 10))
     with pytest.raises(ValueError, match="rows"):
         model.render_inference(grids, frames8, rows=3)
+    # render_window: traced once too; a window that misses rows the strip reads is refused.
+    spec_window = [spec[0], spec[1], *[tf.TensorSpec([], tf.int32)] * 4]
+    window_fn = tf.function(
+        lambda g, w, top, a, b, h: model.render_window(g, w, top, (a, b), h),
+        input_signature=spec_window,
+        autograph=False,
+    )
+    height = frames8.shape[1]
+    whole = model.render_inference(grids, frames8).numpy()
+    for a, b in ((0, 3), (3, 6), (6, 9)):
+        low, high = (int(v) for v in model.strip_window(a, b, height))
+        got = window_fn(grids, frames8[:, low:high], low, a, b, height).numpy()
+        np.testing.assert_allclose(got, whole[:, a:b], rtol=0, atol=1e-6)
+    assert window_fn.experimental_get_tracing_count() == 1
+    with pytest.raises(tf.errors.InvalidArgumentError, match="window"):
+        window_fn(grids, frames8[:, 4:9], 4, 3, 6, height)  # strip_window(3, 6) starts at row 1
+    with pytest.raises(ValueError, match="window"):
+        model.render_window(grids, frames8[0], 0, (0, 3), height)
 
 
 @pytest.mark.parametrize(

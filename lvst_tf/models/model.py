@@ -108,6 +108,34 @@ def _crop_rows(x, top, rows):
     return tf.slice(x, begin, size)
 
 
+def _inference_inputs(grids, frames, name):
+    """Checks and converts the inputs of the inference render: (grids float32, frames uint8 or
+    float32, scale to [0, 1])."""
+    frames = tf.convert_to_tensor(frames)
+    if frames.dtype != tf.uint8 and not frames.dtype.is_floating:
+        raise ValueError(f"`{name}` must be uint8 or float, got dtype {frames.dtype.name}.")
+    _check_rank(frames, 4, name, "[B, H, W, 3]")
+    if frames.shape[-1] is not None and frames.shape[-1] != 3:
+        raise ValueError(f"`{name}` must be [B, H, W, 3], got shape {frames.shape}.")
+    grids = tf.cast(tf.convert_to_tensor(grids), tf.float32)
+    _check_rank(grids, 5, "grids", "[B, GH, GW, GD, 12]")
+    scale = 1.0 / 255.0 if frames.dtype == tf.uint8 else 1.0
+    if frames.dtype not in (tf.uint8, tf.float32):
+        frames = tf.cast(frames, tf.float32)
+    return grids, frames, scale
+
+
+def _check_rows(rows, height):
+    """`rows = (start, stop)` -> two int32 tensors; python ints are checked at once (against a
+    static `height` when known)."""
+    if not isinstance(rows, (tuple, list)) or len(rows) != 2:
+        raise ValueError(f"`rows` must be None or (start, stop), got {rows!r}.")
+    if all(isinstance(v, int) for v in rows):
+        if not 0 <= rows[0] < rows[1] or (height is not None and rows[1] > height):
+            raise ValueError(f"`rows` must satisfy 0 <= start < stop <= H={height}: {rows}.")
+    return tuple(tf.convert_to_tensor(v, tf.int32) for v in rows)
+
+
 _GUIDE_FORMS = ("guide", "parts", "weights")
 
 
@@ -735,18 +763,7 @@ class LocalizedStyleModel(keras.Model):
           `[B, H, W, 3]` float32 (`[B, stop - start, W, 3]` with `rows`); equals
           `render(grids, frames / 255 or frames)` (clipped) up to float rounding.
         """
-        frames = tf.convert_to_tensor(frames)
-        if frames.dtype != tf.uint8 and not frames.dtype.is_floating:
-            raise ValueError(f"`frames` must be uint8 or float, got dtype {frames.dtype.name}.")
-        _check_rank(frames, 4, "frames", "[B, H, W, 3]")
-        if frames.shape[-1] is not None and frames.shape[-1] != 3:
-            raise ValueError(f"`frames` must be [B, H, W, 3], got shape {frames.shape}.")
-        grids = tf.cast(tf.convert_to_tensor(grids), tf.float32)
-        _check_rank(grids, 5, "grids", "[B, GH, GW, GD, 12]")
-        scale = 1.0 / 255.0 if frames.dtype == tf.uint8 else 1.0
-        if frames.dtype not in (tf.uint8, tf.float32):
-            frames = tf.cast(frames, tf.float32)
-
+        grids, frames, scale = _inference_inputs(grids, frames, "frames")
         if rows is not None:
             return self._render_rows(grids, frames, scale, clip, rows)
 
@@ -769,36 +786,80 @@ class LocalizedStyleModel(keras.Model):
         shape = tf.shape(frames)
         return tf.cond(tf.minimum(shape[1], shape[2]) >= 3, fused, plain)
 
+    def strip_window(self, start, stop, height):
+        """The frame rows `(low, high)` whose guide the render of output rows `start .. stop - 1`
+        of an `height`-row frame reads: the strip and `guide.halo` rows either side; at the
+        frame's top or bottom the window extends further into the frame instead, so every strip
+        of a given height has the same window height (one compiled shape for all of them). The one
+        owner of that rule (`render_inference(rows=...)`, `VideoStylizer`'s strips). Ints or scalar
+        int32 tensors in; scalar int32 tensors out."""
+        halo = self.guide.halo
+        size = stop - start + 2 * halo
+        high = tf.minimum(tf.maximum(stop + halo, size), height)
+        return tf.maximum(high - size, 0), high
+
     def _render_rows(self, grids, frames, scale, clip, rows):
         """`render_inference` of output rows `rows = (start, stop)` (arguments already checked)."""
-        if not isinstance(rows, (tuple, list)) or len(rows) != 2:
-            raise ValueError(f"`rows` must be None or (start, stop), got {rows!r}.")
-        height = frames.shape[1]
-        if height is not None and all(isinstance(v, int) for v in rows):
-            if not 0 <= rows[0] < rows[1] <= height:
-                raise ValueError(f"`rows` must satisfy 0 <= start < stop <= H={height}: {rows}.")
-        start, stop = (tf.convert_to_tensor(v, tf.int32) for v in rows)
+        start, stop = _check_rows(rows, frames.shape[1])
         shape = tf.shape(frames)
         checks = []
-        if not all(isinstance(v, int) for v in rows) or height is None:
+        if not all(isinstance(v, int) for v in rows) or frames.shape[1] is None:
             checks = [
                 tf.debugging.assert_less_equal(
                     [0, start + 1], [start, stop], message="`rows` needs 0 <= start < stop"
                 ),
                 tf.debugging.assert_less_equal(stop, shape[1], message="`rows` needs stop <= H"),
             ]
+        height = frames.shape[1] if frames.shape[1] is not None else shape[1]
         with tf.control_dependencies(checks):
-            # The strip and `halo` rows either side; at the image's top or bottom border the
-            # window extends further into the image instead, so every strip of a given height has
-            # the same window height (one compiled shape for all of them; the extra rows are
-            # cropped away like the halo).
-            halo = self.guide.halo
-            size = stop - start + 2 * halo
-            high = tf.minimum(tf.maximum(stop + halo, size), shape[1])
-            low = tf.maximum(high - size, 0)
+            low, high = self.strip_window(start, stop, height)
             window = frames[:, low:high]
-            strip = frames[:, start:stop]
-        where = (start - low, start, shape[1])  # the strip in the window, in the frame
+        return self._render_window(grids, window, low, start, stop, height, scale, clip)
+
+    def render_window(self, grids, window, top, rows, height, clip=True):
+        """`render_inference(grids, frames, clip, rows)` from a window of the frame's rows only.
+
+        Args:
+          grids: `[B, GH, GW, GD, 12]` float32.
+          window: rows `top .. top + h - 1` of the `[B, height, W, 3]` frame (uint8 or float, as in
+            `render_inference`). They must cover `strip_window(start, stop, height)`, i.e. hold
+            the strip and the rows its guide reads.
+          top: the frame row of `window[:, 0]` (int or scalar int32 tensor).
+          rows: `(start, stop)`, the output rows, in frame rows.
+          height: the frame's height H.
+          clip: as `render_inference`.
+
+        Returns:
+          `[B, stop - start, W, 3]` float32: those rows of the whole frame's render (to float
+          rounding), without the whole frame in memory (`VideoStylizer` renders large frames from
+          windows of the caller's array).
+        """
+        grids, window, scale = _inference_inputs(grids, window, "window")
+        start, stop = _check_rows(rows, None)
+        top = tf.convert_to_tensor(top, tf.int32)
+        height_t = tf.convert_to_tensor(height, tf.int32)
+        low, high = self.strip_window(start, stop, height_t)
+        checks = [
+            tf.debugging.assert_less_equal(
+                [0, start + 1, stop],
+                [start, stop, height_t],
+                message="`rows` needs 0 <= start < stop <= height",
+            ),
+            tf.debugging.assert_less_equal(
+                [top, high],
+                [low, top + tf.shape(window)[1]],
+                message="`window` must cover strip_window(start, stop, height)",
+            ),
+        ]
+        with tf.control_dependencies(checks):
+            window = tf.identity(window)
+        return self._render_window(grids, window, top, start, stop, height, scale, clip)
+
+    def _render_window(self, grids, window, top, start, stop, height, scale, clip):
+        """Output rows `start .. stop - 1` of an `height`-row frame, from its rows `top ..` in
+        `window` (covering `strip_window`; arguments already checked)."""
+        strip = window[:, start - top : stop - top]
+        where = (start - top, start, height)  # the strip in the window, in the frame
 
         def plain():
             guide = self.guide(_frames_to_float(window, scale))
@@ -818,10 +879,10 @@ class LocalizedStyleModel(keras.Model):
 
         # The same rule as the whole render, on the whole frame's size (a window of a frame of
         # H >= 3 rows has >= 3 rows).
-        h, w = frames.shape[1], frames.shape[2]
-        if h is not None and w is not None:
-            return fused() if min(h, w) >= 3 else plain()
-        return tf.cond(tf.minimum(shape[1], shape[2]) >= 3, fused, plain)
+        width = window.shape[2]
+        if isinstance(height, int) and width is not None:
+            return fused() if min(height, width) >= 3 else plain()
+        return tf.cond(tf.minimum(height, tf.shape(window)[2]) >= 3, fused, plain)
 
     # ------------------------------------------------------------------ training call
     def call(self, inputs, training=None):
