@@ -195,8 +195,12 @@ class SplattingBlock(keras.layers.Layer):
         kh, kw, channels = (int(d) for d in kernel.shape[:3])
         groups, size = tf.shape(vc)[0], tf.shape(vc)[1:3]
         # Output channel (g * K + k) * f + o of both kernels: region k of group g.
-        scaled = tf.reshape(tf.einsum("yxco,gkc->yxcgko", kernel, scale), [kh, kw, channels, -1])
-        shifted = tf.reshape(tf.einsum("yxco,gkc->yxgko", kernel, shift), [kh, kw, 1, -1])
+        # (A broadcast product and a matrix product: einsums of these shapes took up to 1.8 ms.)
+        per_region = tf.transpose(scale, [2, 0, 1])[:, :, :, None]  # [C, G, K, 1]
+        scaled = tf.reshape(kernel[:, :, :, None, None, :] * per_region, [kh, kw, channels, -1])
+        taps = tf.reshape(kernel, [kh * kw, channels, f])
+        shifted = tf.matmul(tf.reshape(shift, [-1, channels]), taps)  # [taps, G * K, f]
+        shifted = tf.reshape(shifted, [kh, kw, 1, -1])
         if vc.shape[0] == 1:
             x = vc
         else:  # the groups side by side in channels: [1, h, w, G * C]
