@@ -554,7 +554,8 @@ def soft_grid_mask(guide, mask, grid_shape=(16, 16, 8), mode="normalized"):
         cell_count = tf.reduce_sum(bin_count, axis=-1, keepdims=True)
         cell_mean = tf.math.divide_no_nan(cell_sum, cell_count)
         return tf.where(bin_count > 0, tf.math.divide_no_nan(bin_sum, bin_count), cell_mean)
-    z_d = tf.cast(tf.math.ceil(guide * mask * grid_d), tf.int32)  # 0..GD, 0 = background
+    # 0..GD, 0 = background (clipped: a mask outside [0, 1] must not index another cell's bins).
+    z_d = tf.clip_by_value(tf.cast(tf.math.ceil(guide * mask * grid_d), tf.int32), 0, grid_d)
     counts = cell_sums(ones, z_d, grid_d + 1)  # bin 0: the pixels with zD == 0
     bin_count = counts[..., 1:]  # depth index d - 1
     positive = tf.reduce_sum(bin_count, axis=-1, keepdims=True)  # pixels with zD > 0

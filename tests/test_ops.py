@@ -440,6 +440,54 @@ def test_soft_grid_mask_edge_follows_guide():
     assert out[7] == 1.0 and out[1] == 0.0 and out[4] == 0.5  # empty bins take the cell mean
 
 
+def _dense_soft_mask(guide, mask, grid_shape):
+    """The "normalized" soft mask by one-hot pooling matrices (an independent TF reference)."""
+    gh, gw, gd = grid_shape
+    h, w = guide.shape[1], guide.shape[2]
+    cell_y = tf.one_hot(np.arange(h) * gh // h, gh)
+    cell_x = tf.one_hot(np.arange(w) * gw // w, gw)
+    onehot = tf.one_hot(tf.clip_by_value(tf.cast(tf.floor(guide * gd), tf.int32), 0, gd - 1), gd)
+
+    def pool(v):
+        return tf.einsum("yi,xj,byxd->bijd", cell_y, cell_x, v)
+
+    bin_sum, bin_count = pool(onehot * mask[..., None]), pool(onehot)
+    cell_mean = tf.math.divide_no_nan(pool(mask[..., None]), pool(tf.ones_like(mask)[..., None]))
+    return tf.where(bin_count > 0, tf.math.divide_no_nan(bin_sum, bin_count), cell_mean)
+
+
+def test_soft_grid_mask_gradient_and_out_of_range_masks():
+    # The mask gradient (the model trains MaskNet through the soft grid mask) equals that of the
+    # dense one-hot form; B = 2, cells of unequal size.
+    guide = tf.constant(_random((2, 13, 19), 31))
+    mask = tf.constant(_random((2, 13, 19), 32))
+    weights = tf.constant(_random((2, 3, 4, 5), 33))
+    grads = []
+    for fn in (
+        lambda m: ops.soft_grid_mask(guide, m, (3, 4, 5)),
+        lambda m: _dense_soft_mask(guide, m, (3, 4, 5)),
+    ):
+        with tf.GradientTape() as tape:
+            tape.watch(mask)
+            value = fn(mask)
+            loss = tf.reduce_sum(value * weights)
+        grads.append((value.numpy(), tape.gradient(loss, mask).numpy()))
+    np.testing.assert_allclose(grads[0][0], grads[1][0], atol=1e-6)
+    np.testing.assert_allclose(grads[0][1], grads[1][1], atol=1e-6)
+    # "paper" on a mask outside [0, 1]: depth indices are clipped, so no pixel of one cell lands in
+    # another cell's bins: the right cells do not depend on the left cells' mask.
+    paper_guide = _random((1, 8, 16), 35)
+    results = []
+    for left in (-0.5, 0.0, 1.7):
+        paper_mask = _random((1, 8, 16), 34)
+        paper_mask[..., :8] = left
+        out = ops.soft_grid_mask(paper_guide, paper_mask, (2, 2, 4), mode="paper").numpy()
+        assert out.min() >= 0.0 and out.max() <= 1.0
+        results.append(out[:, :, 1])
+    np.testing.assert_array_equal(results[0], results[1])
+    np.testing.assert_array_equal(results[2], results[1])
+
+
 def test_soft_grid_mask_bad_inputs():
     guide = np.zeros((1, 8, 8), np.float32)
     with pytest.raises(ValueError, match="mode"):

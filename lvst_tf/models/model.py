@@ -835,7 +835,7 @@ class LocalizedStyleModel(keras.Model):
           windows of the caller's array).
         """
         grids, window, scale = _inference_inputs(grids, window, "window")
-        start, stop = _check_rows(rows, None)
+        start, stop = _check_rows(rows, height if isinstance(height, int) else None)
         top = tf.convert_to_tensor(top, tf.int32)
         height_t = tf.convert_to_tensor(height, tf.int32)
         low, high = self.strip_window(start, stop, height_t)
