@@ -114,7 +114,10 @@ def masked_moments(x, mask, epsilon=DEFAULT_EPSILON, empty="image", variance="ce
     single = m.shape.rank == 3
     if single:
         m = m[..., None]
-    if empty == "image":  # one more region, the whole image: its statistics come with the others
+    # One more region, the whole image: its mean is the shift of the "centered" form and its
+    # statistics the fallback of the "image" rule; it comes with the others' matrix products.
+    whole = empty == "image" or variance == "centered"
+    if whole:
         m = tf.concat([m, tf.ones_like(m[..., :1])], axis=-1)
     total = tf.reduce_sum(m, axis=[1, 2])[..., None]  # [N, K, 1]
     area = tf.maximum(total, epsilon) if empty == "floor" else total
@@ -127,7 +130,7 @@ def masked_moments(x, mask, epsilon=DEFAULT_EPSILON, empty="image", variance="ce
         # Second moments of d = x - g (g: the image mean), one fused pass. With weights
         # w = m / area summing to r (1 unless the "floor" rule applies) and delta = mean - g:
         # sum(w (x - mean)^2) = E_w[d^2] - 2 delta E_w[d] + r delta^2, E_w[d] = mean - r g.
-        shift = tf.reduce_mean(x_flat, axis=1, keepdims=True)  # [N, 1, C]
+        shift = mean[:, -1:]  # [N, 1, C], the whole image's mean
         squares = tf.math.squared_difference(x_flat, shift)
         second = tf.math.divide_no_nan(tf.matmul(m_flat, squares, transpose_a=True), area)
         ratio = tf.math.divide_no_nan(total, area)
@@ -137,9 +140,10 @@ def masked_moments(x, mask, epsilon=DEFAULT_EPSILON, empty="image", variance="ce
     else:
         second = tf.math.divide_no_nan(tf.matmul(m_flat, tf.square(x_flat), transpose_a=True), area)
         var = tf.maximum(second - tf.square(mean), 0.0)
-    if empty == "image":
+    if whole:
         mean, full_mean = mean[:, :-1], mean[:, -1:]
         var, full_var = var[:, :-1], var[:, -1:]
+    if empty == "image":
         is_empty = total[:, :-1] <= 0.0
         mean = tf.where(is_empty, full_mean, mean)
         var = tf.where(is_empty, full_var, var)
