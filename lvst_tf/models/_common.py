@@ -54,6 +54,13 @@ def check_padding(value, name="conv_padding"):
     return value
 
 
+def spatial_size(x):
+    """(h, w) of `[N, h, w, ...]`: python ints when static, else the dynamic int32 size."""
+    if x.shape[1] is None or x.shape[2] is None:
+        return tf.shape(x)[1:3]
+    return (int(x.shape[1]), int(x.shape[2]))
+
+
 def _same_amounts(size, kernel, stride):
     """(before, after) padding of one axis that gives 'same' output size ceil(size / stride), split
     as TensorFlow's 'same' splits it (the extra pixel after)."""

@@ -126,14 +126,27 @@ def _inference_inputs(grids, frames, name):
 
 
 def _check_rows(rows, height):
-    """`rows = (start, stop)` -> two int32 tensors; python ints are checked at once (against a
-    static `height` when known)."""
+    """`rows = (start, stop)` of an `height`-row frame (python int or int32 tensor) -> `(start,
+    stop, checks)`: int32 tensors, and the graph assertions still needed. Python ints are checked
+    at once (against `height` when it is a python int too); what is not is asserted in the graph."""
     if not isinstance(rows, (tuple, list)) or len(rows) != 2:
         raise ValueError(f"`rows` must be None or (start, stop), got {rows!r}.")
-    if all(isinstance(v, int) for v in rows):
-        if not 0 <= rows[0] < rows[1] or (height is not None and rows[1] > height):
-            raise ValueError(f"`rows` must satisfy 0 <= start < stop <= H={height}: {rows}.")
-    return tuple(tf.convert_to_tensor(v, tf.int32) for v in rows)
+    static = all(isinstance(v, int) for v in rows)
+    if static:
+        known = height if isinstance(height, int) else None
+        if not 0 <= rows[0] < rows[1] or (known is not None and rows[1] > known):
+            raise ValueError(f"`rows` must satisfy 0 <= start < stop <= H={known}: {rows}.")
+    start, stop = (tf.convert_to_tensor(v, tf.int32) for v in rows)
+    checks = []
+    if not (static and isinstance(height, int)):
+        checks.append(
+            tf.debugging.assert_less_equal(
+                [0, start + 1, stop],
+                [start, stop, tf.convert_to_tensor(height, tf.int32)],
+                message="`rows` needs 0 <= start < stop <= H",
+            )
+        )
+    return start, stop, checks
 
 
 _GUIDE_FORMS = ("guide", "parts", "weights")
@@ -641,9 +654,7 @@ class LocalizedStyleModel(keras.Model):
         for b, block in enumerate(self.blocks):
             # Both ST-AdaIN layers of block b work at taps[b + 1]'s size: the region masks are
             # pooled to it once, from the previous block's (2x2 block means of 2x2 block means).
-            size = taps[b + 1].shape[1:3]
-            size = tuple(size) if size.is_fully_defined() else tf.shape(taps[b + 1])[1:3]
-            block_masks = resize_mask(block_masks, size)
+            block_masks = resize_mask(block_masks, _common.spatial_size(taps[b + 1]))
             i0, i1 = 2 * b, 2 * b + 1
             stats = [
                 (flat_stats(f"mean_{i0}"), flat_stats(f"std_{i0}")),
@@ -800,17 +811,8 @@ class LocalizedStyleModel(keras.Model):
 
     def _render_rows(self, grids, frames, scale, clip, rows):
         """`render_inference` of output rows `rows = (start, stop)` (arguments already checked)."""
-        start, stop = _check_rows(rows, frames.shape[1])
-        shape = tf.shape(frames)
-        checks = []
-        if not all(isinstance(v, int) for v in rows) or frames.shape[1] is None:
-            checks = [
-                tf.debugging.assert_less_equal(
-                    [0, start + 1], [start, stop], message="`rows` needs 0 <= start < stop"
-                ),
-                tf.debugging.assert_less_equal(stop, shape[1], message="`rows` needs stop <= H"),
-            ]
-        height = frames.shape[1] if frames.shape[1] is not None else shape[1]
+        height = frames.shape[1] if frames.shape[1] is not None else tf.shape(frames)[1]
+        start, stop, checks = _check_rows(rows, height)
         with tf.control_dependencies(checks):
             low, high = self.strip_window(start, stop, height)
             window = frames[:, low:high]
@@ -835,22 +837,16 @@ class LocalizedStyleModel(keras.Model):
           windows of the caller's array).
         """
         grids, window, scale = _inference_inputs(grids, window, "window")
-        start, stop = _check_rows(rows, height if isinstance(height, int) else None)
+        start, stop, checks = _check_rows(rows, height)
         top = tf.convert_to_tensor(top, tf.int32)
-        height_t = tf.convert_to_tensor(height, tf.int32)
-        low, high = self.strip_window(start, stop, height_t)
-        checks = [
-            tf.debugging.assert_less_equal(
-                [0, start + 1, stop],
-                [start, stop, height_t],
-                message="`rows` needs 0 <= start < stop <= height",
-            ),
+        low, high = self.strip_window(start, stop, height)
+        checks.append(
             tf.debugging.assert_less_equal(
                 [top, high],
                 [low, top + tf.shape(window)[1]],
                 message="`window` must cover strip_window(start, stop, height)",
-            ),
-        ]
+            )
+        )
         with tf.control_dependencies(checks):
             window = tf.identity(window)
         return self._render_window(grids, window, top, start, stop, height, scale, clip)

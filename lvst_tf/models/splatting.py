@@ -25,13 +25,6 @@ from lvst_tf.models import _common
 from lvst_tf.models.st_adain import STAdaIN, feature_moments, masked_moments, resize_mask
 
 
-def _spatial(x):
-    """Static (h, w) of `[N, h, w, C]` when known, else the dynamic size."""
-    if x.shape[1] is None or x.shape[2] is None:
-        return tf.shape(x)[1:3]
-    return (int(x.shape[1]), int(x.shape[2]))
-
-
 @keras.saving.register_keras_serializable(package="lvst_tf")
 class SplattingBlock(keras.layers.Layer):
     """One splatting block with its two ST-AdaIN layers.
@@ -138,7 +131,10 @@ class SplattingBlock(keras.layers.Layer):
         if mask is None:
             moments = [feature_moments(a_s, eps), feature_moments(vs, eps)]
         else:
-            moments = [masked_moments(f, resize_mask(mask, _spatial(f)), eps) for f in (a_s, vs)]
+            moments = [
+                masked_moments(f, resize_mask(mask, _common.spatial_size(f)), eps)
+                for f in (a_s, vs)
+            ]
         if not compute_output:
             return None, moments
         b_s = self.s2_style(a_s)

@@ -237,10 +237,7 @@ class STAdaIN(keras.layers.Layer):
           (scale, shift) float32: `[N, C]`, or `[B, K, C]` with `regions=K` (x `[B, h, w, C]`).
         """
         x = tf.cast(x, tf.float32)
-        if x.shape[1] is None or x.shape[2] is None:
-            size = tf.shape(x)[1:3]
-        else:
-            size = (int(x.shape[1]), int(x.shape[2]))
+        size = _common.spatial_size(x)
         mask = resize_mask(mask, size)
         style_std = tf.cast(style_std, tf.float32)
         style_mean = tf.cast(style_mean, tf.float32)
