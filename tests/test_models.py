@@ -838,10 +838,20 @@ def test_content_path_equals_the_formula_with_t_formed(padding):
         )
         return out, t, share
 
+    def grouped(state):
+        return tf.function(
+            lambda c, vc: block.content_path(
+                c, vc, mask, stats, (None, state), regions=k, content_shared=True
+            ),
+            input_signature=[tf.TensorSpec([None, *x.shape[1:]]) for x in (c, vc)],
+            autograph=False,
+        )
+
     t_prev, shared_state, unshared_state = None, None, None
     for frame in range(2):
         vc = tf.constant(rng.uniform(size=(b, 8, 8, 128)).astype(np.float32))
         ref, t_prev, ref_share = formula(vc, t_prev)
+        previous = shared_state
         got, (_, shared_state) = block.content_path(
             c, vc, mask, stats, (None, shared_state), regions=k, content_shared=True
         )
@@ -849,10 +859,55 @@ def test_content_path_equals_the_formula_with_t_formed(padding):
         unshared, (_, unshared_state) = block.content_path(
             tf.repeat(c, k, 0), tf.repeat(vc, k, 0), mask, stats, (None, unshared_state)
         )
-        for out, state in ((got, shared_state), (unshared, unshared_state)):
+        # Traced with the frame count unknown: one grouped convolution instead of one per frame.
+        got_grouped, (_, grouped_state) = grouped(previous)(c, vc)
+        cases = ((got, shared_state), (unshared, unshared_state), (got_grouped, grouped_state))
+        for out, state in cases:
             assert state.shape == (b * k, 8, 8, f), frame
             np.testing.assert_allclose(out, ref, rtol=1e-5, atol=2e-5)
             np.testing.assert_allclose(state, ref_share, rtol=1e-5, atol=2e-5)
+
+
+@pytest.mark.parametrize("padding", ["zeros", "reflect"])
+def test_content_path_gradients_equal_the_formula_for_a_batch_of_frames(padding):
+    """Training differentiates the folded VGG path for a batch of frames (B = 2, K = 2): its
+    gradients (S_b3's kernel, the masks, the style statistics) equal those of the formula with t
+    formed. This runs on every CPU: TensorFlow's kernels without oneDNN have no gradient for a
+    grouped convolution, so the folded path must not use one when the batch is known."""
+    rng = np.random.default_rng(6)
+    b, k, f = 2, 2, 8
+    block = models.SplattingBlock(f, 64, 128, seed=7, conv_padding=padding)
+    c = tf.constant(rng.uniform(size=(b, 16, 16, 64)).astype(np.float32))
+    vc = tf.constant(rng.uniform(size=(b, 8, 8, 128)).astype(np.float32))
+    mask = tf.constant(rng.uniform(size=(b * k, 16, 16)).astype(np.float32))
+    stats = [
+        (rng.normal(size=(b * k, f)), rng.uniform(0.5, 2.0, (b * k, f))),
+        (rng.normal(size=(b * k, 128)), rng.uniform(0.5, 2.0, (b * k, 128))),
+    ]
+    stats = [(tf.constant(m, tf.float32), tf.constant(s, tf.float32)) for m, s in stats]
+    weights = tf.constant(rng.normal(size=(b * k, 8, 8, f)).astype(np.float32))
+
+    def formula():
+        t = block.adain_vgg(tf.repeat(vc, k, axis=0), mask, *stats[1])
+        a_c = block.adain_block(block.s1(tf.repeat(c, k, 0)), mask, *stats[0])
+        return block.s3(tf.concat([block.s2_content(a_c), t], axis=-1))
+
+    def folded():
+        out, _ = block.content_path(
+            c, vc, mask, stats, (None, None), regions=k, content_shared=True
+        )
+        return out
+
+    sources = [block.s3.kernel, mask, stats[1][0], stats[1][1]]
+    grads = []
+    for fn in (formula, folded):
+        with tf.GradientTape() as tape:
+            tape.watch(sources[1:])
+            loss = tf.reduce_sum(fn() * weights)
+        grads.append(tape.gradient(loss, sources))
+    for name, want, got in zip(("kernel", "mask", "mean", "std"), *grads):
+        scale = float(tf.reduce_max(tf.abs(want)))
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5 * scale, err_msg=name)
 
 
 def test_paper_mode_is_the_two_region_blend(model):

@@ -172,8 +172,10 @@ class SplattingBlock(keras.layers.Layer):
 
         conv(t) = conv(vc) with the kernel's input channels multiplied by `scale`, plus the
         convolution of the constant field `shift` (which depends on the padding near the border).
-        All samples and regions run as one grouped convolution of `vc` (a plain one when `vc` is one
-        shared frame): `filters` outputs per region instead of a `vgg_channels`-wide t per region.
+        Each of the G frames (or samples) of `vc` runs as one plain convolution with the K regions'
+        kernels side by side (`filters` outputs per region instead of a `vgg_channels`-wide t per
+        region); with G unknown when traced, all run as one grouped convolution, which TensorFlow
+        can differentiate on a CPU only with oneDNN (inference needs no gradient).
 
         Args:
           vc: `[G, h, w, vgg_channels]`: G = B frames shared by `regions=K` regions, or G = N
@@ -197,13 +199,27 @@ class SplattingBlock(keras.layers.Layer):
         taps = tf.reshape(kernel, [kh * kw, channels, f])
         shifted = tf.matmul(tf.reshape(shift, [-1, channels]), taps)  # [taps, G * K, f]
         shifted = tf.reshape(shifted, [kh, kw, 1, -1])
-        if vc.shape[0] == 1:
-            x = vc
-        else:  # the groups side by side in channels: [1, h, w, G * C]
+        if vc.shape[0] is not None:
+            # G plain convolutions, group g's K * f outputs each. TensorFlow's CPU kernels without
+            # oneDNN (CPUs without AVX-512) have no gradient for a grouped convolution, and
+            # training needs one; with a static G (a training batch, one frame) this form needs
+            # none, for the same work.
+            width = tf.shape(scaled)[-1] // vc.shape[0]
+            z = tf.concat(
+                [
+                    _common.linear_conv(
+                        self.s3, vc[g : g + 1], scaled[..., g * width : (g + 1) * width]
+                    )
+                    for g in range(vc.shape[0])
+                ],
+                axis=-1,
+            )
+        else:  # one grouped convolution, the groups side by side in channels: [1, h, w, G * C]
             x = tf.transpose(vc, [1, 2, 0, 3])
             x = tf.reshape(x, tf.concat([[1], size, [groups * channels]], axis=0))
+            z = _common.linear_conv(self.s3, x, scaled)
         ones = tf.ones(tf.concat([[1], size, [1]], axis=0), self.s3.compute_dtype)
-        z = _common.linear_conv(self.s3, x, scaled) + _common.linear_conv(self.s3, ones, shifted)
+        z = z + _common.linear_conv(self.s3, ones, shifted)
         z = tf.reshape(z, tf.concat([size, [-1, f]], axis=0))  # [h, w, G * K, f]
         z = tf.cast(tf.transpose(z, [2, 0, 1, 3]), tf.float32)
         return tf.ensure_shape(z, [None, *vc.shape[1:3], f])
