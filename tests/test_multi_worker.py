@@ -3,8 +3,8 @@
 Two `tools/train.py --strategy=multi_worker` processes (TF_CONFIG: two workers, each one CPU
 replica) train two steps of gin/smoke.gin with a global batch of 2 clips (each worker's input
 pipeline builds its own clip of every global batch). Then:
-- the weights equal those of a single-worker run on the same global batches (same config, default
-  strategy), up to the order of the gradient sum;
+- the applied gradients (Adam's first moments) equal those of a single-worker run on the same
+  global batches (same config, default strategy), up to float rounding;
 - the checkpoint the chief wrote resumes on one worker (default strategy) and trains on.
 """
 
@@ -101,6 +101,30 @@ def _weights(workdir):
     return loading.trained_weights(loading.load_from_workdir(workdir))
 
 
+def _first_moments(workdir):
+    """Adam's first moment of every trained variable, in the optimizer's order, from the run's
+    latest checkpoint. Keras 3's Adam tracks `_variables` = [iterations, learning_rate, then
+    (momentum, velocity) per trained variable]; the shapes are checked against the variables."""
+    import tensorflow as tf
+
+    from lvst_tf.training import checkpoints
+
+    reader = tf.train.load_checkpoint(checkpoints.resolve_checkpoint(str(workdir)))
+    shapes = reader.get_variable_to_shape_map()
+
+    def key(kind, index):
+        return f"optimizer/{kind}/{index}/.ATTRIBUTES/VARIABLE_VALUE"
+
+    count = sum(k.startswith("optimizer/_trainable_variables/") for k in shapes)
+    moments = []
+    for i in range(count):
+        momentum, velocity = key("_variables", 2 + 2 * i), key("_variables", 3 + 2 * i)
+        assert shapes[momentum] == shapes[velocity] == shapes[key("_trainable_variables", i)], i
+        moments.append(reader.get_tensor(momentum))
+    assert key("_variables", 2 + 2 * count) not in shapes
+    return moments
+
+
 def _initial_weights(workdir):
     from lvst_tf import loading
 
@@ -126,11 +150,17 @@ def test_two_workers_match_one_worker_and_resume_on_one(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "global batch 2 on 1 replica(s)" in proc.stderr
 
-    w_multi, w_single = _weights(multi), _weights(single)
-    assert w_multi.keys() == w_single.keys()
-    for name, value in w_single.items():
-        np.testing.assert_allclose(w_multi[name], value, rtol=1e-5, atol=1e-6, err_msg=name)
+    # The same applied gradients, seen in Adam's first moments after the two steps. (Not the
+    # weights: Adam's update is about learning_rate * sign(gradient) per element, which flips for
+    # gradients at the rounding level; see test_mirrored_two_cpu_replicas_match_single_device.)
+    m_multi, m_single = _first_moments(multi), _first_moments(single)
+    assert len(m_single) >= 40
+    scale = max(float(np.max(np.abs(m))) for m in m_single)
+    for i, (got, want) in enumerate(zip(m_multi, m_single)):
+        np.testing.assert_allclose(got, want, atol=1e-5 * scale, err_msg=f"variable {i}")
+        assert np.linalg.norm(got - want) <= 0.1 * np.linalg.norm(want), i
     # Not trivially equal: the two steps moved the weights away from the (seeded) initial ones.
+    w_single = _weights(single)
     initial = _initial_weights(single)
     assert sum(not np.allclose(w_single[n], initial[n]) for n in initial) >= 10
     # The chief's checkpoint resumes on one worker (the default strategy) and trains on.

@@ -148,23 +148,44 @@ def test_sigterm_saves_a_checkpoint_and_exits(tmp_path):
 
 _MIRRORED_SCRIPT = """
 import json, sys
+import numpy as np
 import tensorflow as tf
 cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
 from lvst_tf import training
+from lvst_tf.training import loop
 training.parse_gin_config(["smoke.gin"], [
     "train.num_steps = 1", "train.run_eagerly = True", "train.eval_every = 0",
     "train.image_summary_every = 0", "make_train_dataset.batch_size = 2",
     "compute_losses.colour_weight = 0.4"])
+trainers = []
+run = loop.Trainer.run
+loop.Trainer.run = lambda self: trainers.append(self) or run(self)
 mirrored = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
 assert mirrored.num_replicas_in_sync == 2
 out = {"mirrored": training.train(sys.argv[1] + "/mirrored", strategy=mirrored),
        "single": training.train(sys.argv[1] + "/single")}
+for name, trainer in zip(out, trainers):
+    # After one Adam step the first moment is (1 - beta_1) * the applied (all-reduced) gradient.
+    opt = trainer.optimizer
+    grads = {v.path: np.asarray(opt._momentums[opt._get_variable_index(v)]) / (1 - opt.beta_1)
+             for v in trainer.variables}
+    np.savez(sys.argv[1] + f"/{name}_gradients.npz", **grads)
 print("RESULT" + json.dumps(out))
 """
 
 
 def test_mirrored_two_cpu_replicas_match_single_device(tmp_path):
+    """Two replicas on a batch of 2 (one clip each) against one device on the same batch: the same
+    losses, and the same applied gradients (each replica's, averaged over the global batch).
+
+    The gradients are compared up to float rounding of the model at an untrained start, measured
+    against the largest gradient of the step: a batch of 2 and its two halves round differently,
+    and at random weights the K region grids are nearly equal, so the grid blend turns rounding in
+    the rendered frame into relative differences of 1e-3 and more in the small gradients that
+    reach the mask network. (The weights after the step are not compared: Adam's first update is
+    learning_rate * sign(gradient) per element, which flips for gradients at the rounding level.)
+    """
     script = tmp_path / "mirrored.py"
     script.write_text(textwrap.dedent(_MIRRORED_SCRIPT))
     proc = subprocess.run(
@@ -180,19 +201,18 @@ def test_mirrored_two_cpu_replicas_match_single_device(tmp_path):
     result = json.loads(line[len("RESULT") :])
     for key in (*losses.TERMS, "total"):  # the colour term is on in this run
         np.testing.assert_allclose(result["mirrored"][key], result["single"][key], rtol=1e-4)
-    # The updates agree too: same weights after the step (gradients summed over replicas).
-    gin.clear_config()
-    training.parse_gin_config(["smoke.gin"])
-    try:
-        wa = _restored_weights(
-            tf.train.latest_checkpoint(str(tmp_path / "mirrored" / "checkpoints"))
-        )
-        wb = _restored_weights(tf.train.latest_checkpoint(str(tmp_path / "single" / "checkpoints")))
-    finally:
-        gin.clear_config()
-    for layer in wa:
-        for name in wa[layer]:
-            np.testing.assert_allclose(wa[layer][name], wb[layer][name], atol=1e-5, err_msg=name)
+    mirrored = np.load(tmp_path / "mirrored_gradients.npz")
+    single = np.load(tmp_path / "single_gradients.npz")
+    assert sorted(mirrored.files) == sorted(single.files) and len(single.files) >= 40
+    scale = max(float(np.max(np.abs(single[name]))) for name in single.files)
+    for name in single.files:
+        # Element by element, to rounding of the step's largest gradient (measured: 1e-7 of it).
+        np.testing.assert_allclose(mirrored[name], single[name], atol=1e-5 * scale, err_msg=name)
+        # Each variable as a whole, to 10 % of its own gradient (measured: up to 3 %, the mask
+        # network's, whose gradients are 1e-5 of the largest): a wrong reduction (summed instead of
+        # averaged, one replica's gradient lost) is off by 50-100 %.
+        diff = np.linalg.norm(mirrored[name] - single[name])
+        assert diff <= 0.1 * np.linalg.norm(single[name]), (name, diff)
 
 
 @pytest.fixture
