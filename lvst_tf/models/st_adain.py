@@ -137,8 +137,15 @@ def masked_moments(x, mask, epsilon=DEFAULT_EPSILON, empty="image", variance="ce
             _weighted_squares(x_flat, m_first, mean[:, regions]), area[:, regions]
         )
         if whole:
-            full = tf.reduce_mean(tf.math.squared_difference(x_flat, mean[:, -1:]), axis=1)
-            var = tf.concat([var, full[:, None]], axis=1)
+            # The whole image's variance is read only for an empty region: one more pass over the
+            # features, so it is computed only when some region is empty.
+            def full():
+                return tf.reduce_mean(tf.math.squared_difference(x_flat, mean[:, -1:]), axis=1)
+
+            full_var = tf.cond(
+                tf.reduce_any(total[:, :-1] <= 0.0), full, lambda: tf.zeros_like(mean[:, -1])
+            )
+            var = tf.concat([var, full_var[:, None]], axis=1)
     else:
         second = tf.math.divide_no_nan(tf.matmul(m_flat, tf.square(x_flat), transpose_a=True), area)
         var = tf.maximum(second - tf.square(mean), 0.0)
