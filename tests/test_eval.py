@@ -205,6 +205,20 @@ def _timed_pieces(loaded, size=(40, 56)):
     return frames, masks, stats, state, np.asarray(grids), np.asarray(render(grids, frames))
 
 
+def test_device_description_names_the_cpu_features_ratios_depend_on():
+    import tensorflow as tf
+
+    text = timing.device_description()
+    if tf.config.list_physical_devices("GPU"):
+        assert text.startswith("GPU: ")
+        return
+    assert text.startswith("CPU: ") and "cores available" in text
+    with open("/proc/cpuinfo", encoding="utf-8") as f:
+        avx512 = "avx512f" in f.read().split()
+    assert f"AVX-512: {'yes' if avx512 else 'no'}" in text
+    assert "oneDNN: on" in text or "oneDNN: off" in text
+
+
 def test_timing_measures_the_model_in_its_own_soft_mask_mode(assets, paper_workdir, tmp_path):
     for loaded in (assets["loaded"], loading.load_model(workdir=str(paper_workdir))):
         mode = loaded.soft_mask_mode

@@ -244,10 +244,12 @@ def _stat(values, how):
 
 
 def format_tables(sizes, results, end_to_end, e2e_size, low_res, loads, rss, repeats):
+    from lvst_tf.evaluation import timing  # noqa: PLC0415
+
     cols = [f"{h}x{w}" for h, w in sizes]
     load = ", ".join("-" if v is None else f"{v:.1f}" for v in loads)
     lines = [
-        f"Machine: {os.cpu_count()} CPU cores; 1-minute load average at the start, after the "
+        f"Machine: {timing.device_description()}; 1-minute load average at the start, after the "
         f"per-size tables and at the end: {load}. Random weights, low_res {low_res}, "
         f"K = {_NUM_REGIONS.value}, {repeats} interleaved repeats.",
         "",

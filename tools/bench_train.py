@@ -47,6 +47,7 @@ def main(argv):
 
     import gin  # noqa: PLC0415
     from lvst_tf import data, losses, models, training  # noqa: PLC0415
+    from lvst_tf.evaluation import timing  # noqa: PLC0415
     from lvst_tf.training import gin_utils  # noqa: PLC0415
 
     # What `train` would get from this config (its own defaults under the bindings).
@@ -94,7 +95,7 @@ def main(argv):
     print(f"config: {' '.join(_GIN_FILE.value)} {' '.join(_GIN_BINDINGS.value)}")
     print(
         f"batch {batch_size} clips x {clip_length} frames x {crop}x{crop}, low_res "
-        f"{model.low_res}, flow={with_flow}, {os.cpu_count()} CPU cores, 1-minute load average "
+        f"{model.low_res}, flow={with_flow}, {timing.device_description()}, 1-minute load average "
         f"{load:.1f} after the step timings; step times are medians"
     )
     print("| measurement | value |")

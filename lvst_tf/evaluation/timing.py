@@ -64,16 +64,35 @@ def device_description() -> str:
             names.append(details.get("device_name", gpu.name))
         return "GPU: " + ", ".join(names)
     cpu = platform.processor() or platform.machine()
+    flags = None
     try:
         with open("/proc/cpuinfo", encoding="utf-8") as f:
             for line in f:
                 if line.startswith("model name"):
                     cpu = line.split(":", 1)[1].strip()
-                    break
+                elif line.startswith("flags") and flags is None:
+                    flags = line.split(":", 1)[1].split()
     except OSError:
         pass
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return f"CPU: {cpu} ({cores} cores available)"
+    # Ratios between pieces depend on these: TensorFlow's x86 wheels run convolutions through
+    # oneDNN only on CPUs with AVX-512 (and fall back to Eigen's kernels elsewhere).
+    extra = ""
+    if flags is not None:
+        extra += f"; AVX-512: {'yes' if 'avx512f' in flags else 'no'}"
+    onednn = _onednn_enabled()
+    if onednn is not None:
+        extra += f"; oneDNN: {'on' if onednn else 'off'}"
+    return f"CPU: {cpu} ({cores} cores available{extra})"
+
+
+def _onednn_enabled() -> bool | None:
+    """Whether TensorFlow runs its CPU kernels through oneDNN here (None if it cannot tell)."""
+    try:
+        from tensorflow.python.util import _pywrap_util_port  # noqa: PLC0415
+    except ImportError:
+        return None
+    return bool(_pywrap_util_port.IsMklEnabled())
 
 
 def _proc_kb(path: str, field: str) -> int | None:
